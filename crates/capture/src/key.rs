@@ -1,0 +1,189 @@
+//! Flow keys: the 5-tuple plus the tunnel that carried it, and the symmetric hash that
+//! sends both directions of a connection to the same table slot and worker thread.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
+/// The kind of tunnel whose id separates overlapping tenant address spaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum TunnelKind {
+    #[default]
+    None,
+    Vxlan,
+    Geneve,
+    Gre,
+    Erspan,
+}
+
+impl TunnelKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TunnelKind::None => "none",
+            TunnelKind::Vxlan => "vxlan",
+            TunnelKind::Geneve => "geneve",
+            TunnelKind::Gre => "gre",
+            TunnelKind::Erspan => "erspan",
+        }
+    }
+}
+
+/// Where a flow was seen: the innermost tunnel that carries an id (VXLAN/GENEVE VNI, GRE
+/// key, ERSPAN session id) and, when VLAN tracking is on, the innermost VLAN id.
+/// Part of the flow key, so tenants with overlapping addresses stay apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TunnelId {
+    pub kind: TunnelKind,
+    pub id: u32,
+    /// 0 when there was no VLAN tag or VLAN tracking is off.
+    pub vlan: u16,
+}
+
+impl TunnelId {
+    pub const NONE: TunnelId = TunnelId {
+        kind: TunnelKind::None,
+        id: 0,
+        vlan: 0,
+    };
+
+    pub fn is_none(&self) -> bool {
+        *self == TunnelId::NONE
+    }
+}
+
+impl fmt::Display for TunnelId {
+    /// `none`, `vxlan:42`, `gre:7/vlan:100`, `none/vlan:100`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            TunnelKind::None => f.write_str("none")?,
+            k => write!(f, "{}:{}", k.as_str(), self.id)?,
+        }
+        if self.vlan != 0 {
+            write!(f, "/vlan:{}", self.vlan)?;
+        }
+        Ok(())
+    }
+}
+
+/// An IP address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    /// `10.0.0.1:80`, `[2001:db8::1]:443`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
+        }
+    }
+}
+
+/// A directed flow key: `src` sent the packet (or, in [`crate::ConnMeta`], is the client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub tunnel: TunnelId,
+}
+
+impl FlowKey {
+    /// The same key for both directions: endpoints in ascending order.
+    pub fn normalized(&self) -> NormKey {
+        if self.src <= self.dst {
+            NormKey {
+                lo: self.src,
+                hi: self.dst,
+                tunnel: self.tunnel,
+            }
+        } else {
+            NormKey {
+                lo: self.dst,
+                hi: self.src,
+                tunnel: self.tunnel,
+            }
+        }
+    }
+
+    /// The key seen from the other side.
+    pub fn reversed(&self) -> FlowKey {
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            tunnel: self.tunnel,
+        }
+    }
+
+    /// Symmetric: `k.hash() == k.reversed().hash()`; stable across runs and platforms.
+    pub fn symmetric_hash(&self) -> u64 {
+        self.normalized().stable_hash()
+    }
+}
+
+/// A direction-free flow key, the flow table's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NormKey {
+    pub lo: Endpoint,
+    pub hi: Endpoint,
+    pub tunnel: TunnelId,
+}
+
+impl NormKey {
+    /// A hash that does not depend on the process (unlike `RandomState`), so sharding and
+    /// output order are the same on every run.
+    pub fn stable_hash(&self) -> u64 {
+        let mut h = rustc_hash::FxHasher::default();
+        self.hash(&mut h);
+        // FxHash's low bits are weak; mix before anyone takes a modulus.
+        let mut x = h.finish();
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(s: &str, port: u16) -> Endpoint {
+        Endpoint {
+            ip: s.parse().unwrap(),
+            port,
+        }
+    }
+
+    #[test]
+    fn hash_is_symmetric_and_tunnel_sensitive() {
+        let k = FlowKey {
+            src: ep("10.0.0.1", 40000),
+            dst: ep("10.0.0.2", 80),
+            tunnel: TunnelId::NONE,
+        };
+        assert_eq!(k.symmetric_hash(), k.reversed().symmetric_hash());
+        assert_eq!(k.normalized(), k.reversed().normalized());
+        let mut t = k;
+        t.tunnel = TunnelId {
+            kind: TunnelKind::Vxlan,
+            id: 42,
+            vlan: 0,
+        };
+        assert_ne!(k.normalized(), t.normalized());
+    }
+
+    #[test]
+    fn displays() {
+        assert_eq!(ep("2001:db8::1", 443).to_string(), "[2001:db8::1]:443");
+        let t = TunnelId {
+            kind: TunnelKind::Gre,
+            id: 7,
+            vlan: 100,
+        };
+        assert_eq!(t.to_string(), "gre:7/vlan:100");
+        assert_eq!(TunnelId::NONE.to_string(), "none");
+    }
+}

@@ -1,0 +1,1 @@
+//! apiscope-http (in progress).
