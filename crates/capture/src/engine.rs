@@ -1,0 +1,646 @@
+//! The engine: frames in, per-connection stream events out.
+//!
+//! [`Engine::process`] decodes a frame, reassembles IP fragments, finds or creates the
+//! connection in the flow table and runs both directions' [`HalfStream`]s, which call the
+//! [`StreamHandler`]. Capture time only moves forward (the largest timestamp seen so far),
+//! and every second of it the table is swept for idle and over-age connections.
+//!
+//! The flow table is a slab of connections with a hash index on the direction-free key.
+//! When it holds `flow.max_flows` connections, or the estimated memory passes
+//! `flow.memcap_bytes`, a connection is evicted: of a few sampled slots, the one idle the
+//! longest (sampling with a fixed seed keeps replays deterministic).
+
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+
+use crate::counters::Counters;
+use crate::decode::{self, DecodeConfig, DecodeError, Decoder, IpPacket, LinkType};
+use crate::frag::{FragConfig, FragTable};
+use crate::key::{Endpoint, FlowKey, NormKey};
+use crate::stream::{CloseReason, ConnMeta, Direction, Orientation, StreamEvent, StreamHandler};
+use crate::tcp::{HalfStream, ReasmConfig, Shared};
+use crate::time::{Duration, Timestamp};
+
+/// Flow table bounds and timeouts (`[flow]` in the configuration).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Connections tracked at once (`flow.max_flows`).
+    pub max_flows: usize,
+    /// Estimated bytes for flows, buffers and consumer state (`flow.memcap_bytes`).
+    pub memcap_bytes: usize,
+    /// Close a connection after this long without packets (`flow.idle_timeout_secs`).
+    pub idle_timeout_secs: u64,
+    /// Close a connection this long after its first packet (`flow.lifetime_timeout_secs`).
+    pub lifetime_timeout_secs: u64,
+    /// Keep a closed connection this long to absorb its last ACKs (`flow.closed_timeout_secs`).
+    pub closed_timeout_secs: u64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 262_144,
+            memcap_bytes: 1 << 30,
+            idle_timeout_secs: 300,
+            lifetime_timeout_secs: 86_400,
+            closed_timeout_secs: 10,
+        }
+    }
+}
+
+/// Everything the engine needs to know.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    pub decode: DecodeConfig,
+    pub frag: FragConfig,
+    pub flow: FlowConfig,
+    pub reassembly: ReasmConfig,
+}
+
+/// Estimated bytes of one flow-table entry besides its buffers.
+const FLOW_OVERHEAD: usize = std::mem::size_of::<NormKey>() + 384;
+/// Slots sampled when choosing a flow to evict.
+const EVICTION_SAMPLES: usize = 8;
+/// How often (in capture time) the table is swept for timeouts.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Flow<S> {
+    meta: ConnMeta,
+    halves: [HalfStream; 2],
+    last_seen: Timestamp,
+    /// `Closed` was delivered; the entry lingers to absorb stray packets.
+    closed: bool,
+    /// Consumer state; dropped at close.
+    user: Option<S>,
+    user_mem: usize,
+}
+
+/// Packets in, stream events out. See the module docs.
+#[derive(Debug)]
+pub struct Engine<H: StreamHandler> {
+    cfg: EngineConfig,
+    decoder: Decoder,
+    frags: FragTable,
+    slots: Vec<Option<Flow<H::Conn>>>,
+    free: Vec<u32>,
+    index: FxHashMap<NormKey, u32>,
+    counters: Counters,
+    handler: H,
+    ooo_bytes: usize,
+    user_mem: usize,
+    next_id: u64,
+    now: Timestamp,
+    last_sweep: Timestamp,
+    shard: Option<(u64, u64)>,
+    rng: u64,
+}
+
+impl<H: StreamHandler> Engine<H> {
+    pub fn new(cfg: EngineConfig, handler: H) -> Self {
+        Engine {
+            decoder: Decoder::new(cfg.decode.clone()),
+            frags: FragTable::new(cfg.frag.clone()),
+            cfg,
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: FxHashMap::default(),
+            counters: Counters::default(),
+            handler,
+            ooo_bytes: 0,
+            user_mem: 0,
+            next_id: 0,
+            now: Timestamp::ZERO,
+            last_sweep: Timestamp::ZERO,
+            shard: None,
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    /// Only handle connections whose symmetric hash is `index` modulo `count`; the other
+    /// workers of a sharded replay handle the rest. Frame-level counters (packets, bytes,
+    /// decode errors) are kept only by shard 0 so that the sum over workers is right.
+    pub fn with_shard(mut self, index: u64, count: u64) -> Self {
+        if count > 1 {
+            self.shard = Some((index, count));
+        }
+        self
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    pub fn into_handler(self) -> H {
+        self.handler
+    }
+
+    /// Connections currently tracked (including closed ones lingering).
+    pub fn flows(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Current capture time: the largest timestamp seen.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Estimated memory held by the flow table, buffers and consumer state.
+    pub fn memory(&self) -> usize {
+        self.index.len() * FLOW_OVERHEAD + self.ooo_bytes + self.frags.memory() + self.user_mem
+    }
+
+    fn counts_frames(&self) -> bool {
+        !matches!(self.shard, Some((i, _)) if i != 0)
+    }
+
+    /// Processes one captured frame. `link` is `None` for a link type we do not decode;
+    /// `wire_len` is the frame's length on the wire (above `data.len()` when the capture
+    /// truncated it).
+    pub fn process(&mut self, ts: Timestamp, link: Option<LinkType>, data: &[u8], wire_len: u32) {
+        let frames = self.counts_frames();
+        if frames {
+            self.counters.packets += 1;
+            self.counters.bytes += data.len() as u64;
+        }
+        self.advance_time(ts);
+        let truncated = (data.len() as u64) < u64::from(wire_len);
+        if truncated && frames {
+            self.counters.packets_truncated += 1;
+        }
+        let Some(link) = link else {
+            if frames {
+                self.counters.link_unsupported += 1;
+            }
+            return;
+        };
+        let decoder = &self.decoder;
+        match decoder.decode(link, data, truncated) {
+            Ok(ip) if ip.frag.is_some() => self.fragment(ts, &ip),
+            Ok(ip) => self.transport(ts, &ip),
+            Err(e) => {
+                if frames {
+                    count_decode_error(&mut self.counters, e);
+                }
+            }
+        }
+    }
+
+    fn fragment(&mut self, ts: Timestamp, ip: &IpPacket<'_>) {
+        // Every shard reassembles (fragments are rare); ownership is decided afterwards.
+        let mut scratch = Counters::default();
+        let counters = if self.counts_frames() {
+            &mut self.counters
+        } else {
+            &mut scratch
+        };
+        let Some(d) = self.frags.insert(self.now, ip, counters) else {
+            return;
+        };
+        let decoder = self.decoder.clone();
+        match decoder.resume(d.ctx, d.src, d.dst, d.proto, &d.payload) {
+            // Fragments inside a tunnel inside fragments: reassemble once more.
+            Ok(inner) if inner.frag.is_some() => {
+                if let Some(d2) = self.frags.insert(self.now, &inner, counters) {
+                    if let Ok(ip2) = decoder.resume(d2.ctx, d2.src, d2.dst, d2.proto, &d2.payload) {
+                        if ip2.frag.is_none() {
+                            self.transport(ts, &ip2);
+                        }
+                    }
+                }
+            }
+            Ok(inner) => self.transport(ts, &inner),
+            Err(e) => count_decode_error(counters, e),
+        }
+    }
+
+    fn transport(&mut self, ts: Timestamp, ip: &IpPacket<'_>) {
+        let frames = self.counts_frames();
+        if ip.proto != 6 {
+            if frames {
+                self.counters.ip_not_tcp += 1;
+            }
+            return;
+        }
+        let Some(seg) = decode::tcp(ip.payload) else {
+            if frames {
+                self.counters.tcp_malformed += 1;
+            }
+            return;
+        };
+        let key = FlowKey {
+            src: Endpoint {
+                ip: ip.src,
+                port: seg.src_port,
+            },
+            dst: Endpoint {
+                ip: ip.dst,
+                port: seg.dst_port,
+            },
+            tunnel: ip.ctx.tunnel,
+        };
+        let nk = key.normalized();
+        let hash = nk.stable_hash();
+        if let Some((i, n)) = self.shard {
+            if hash % n != i {
+                self.counters.shard_skipped += 1;
+                return;
+            }
+        }
+        self.counters.tcp_segments += 1;
+        let flags = seg.flags;
+        let pure_syn = flags.syn && !flags.ack;
+
+        let slot = match self.index.get(&nk).copied() {
+            Some(slot) => {
+                let flow = self.slots[slot as usize]
+                    .as_ref()
+                    .expect("indexed slot is occupied");
+                if flow.closed {
+                    if !pure_syn {
+                        self.slots[slot as usize]
+                            .as_mut()
+                            .expect("occupied")
+                            .last_seen = self.now;
+                        return;
+                    }
+                    // A new connection on a 4-tuple whose previous one has ended.
+                    self.remove(slot);
+                    self.create(ts, key, nk, hash, flags)
+                } else if pure_syn && is_new_syn(flow, &key, seg.seq) {
+                    self.counters.tcp_conn_reused += 1;
+                    self.close(slot, ts, CloseReason::Reused);
+                    self.remove(slot);
+                    self.create(ts, key, nk, hash, flags)
+                } else {
+                    slot
+                }
+            }
+            None => {
+                // Stray ACKs, FINs and RSTs of connections we never saw do not open one.
+                if flags.rst || (!flags.syn && seg.payload.is_empty()) {
+                    return;
+                }
+                self.create(ts, key, nk, hash, flags)
+            }
+        };
+
+        let Engine {
+            slots,
+            handler,
+            counters,
+            ooo_bytes,
+            cfg,
+            user_mem,
+            now,
+            ..
+        } = self;
+        let flow = slots[slot as usize].as_mut().expect("occupied");
+        flow.last_seen = *now;
+        let dir = if key.src == flow.meta.key.src {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        };
+        let Flow {
+            meta, halves, user, ..
+        } = flow;
+        let mut sh = Shared {
+            cfg: &cfg.reassembly,
+            counters,
+            ooo_bytes,
+        };
+        let mut sink = |ev: StreamEvent<'_>| {
+            if let Some(u) = user.as_mut() {
+                handler.event(u, meta, ev);
+            }
+        };
+        let [to_server, to_client] = halves;
+        let (this, peer) = match dir {
+            Direction::ToServer => (to_server, to_client),
+            Direction::ToClient => (to_client, to_server),
+        };
+        if flags.ack {
+            peer.on_peer_ack(ts, seg.ack, &mut sh, &mut sink);
+        }
+        let mut seq = seg.seq;
+        if flags.syn {
+            this.on_syn(seg.seq);
+            seq = seg.seq.wrapping_add(1);
+            if !seg.payload.is_empty() {
+                sh.counters.tcp_syn_data += 1;
+            }
+        }
+        if flags.rst {
+            drop(sink);
+            self.close(slot, ts, CloseReason::Rst);
+            return;
+        }
+        // Bytes cut off by the snap length leave a hole after this segment; a FIN on such a
+        // segment sits after the missing bytes.
+        this.segment(
+            ts,
+            seq,
+            seg.payload,
+            flags.fin,
+            ip.missing,
+            &mut sh,
+            &mut sink,
+        );
+        drop(sink);
+        let both_done = halves[0].finished() && halves[1].finished();
+        let new_mem = user.as_ref().map_or(0, |u| handler.conn_memory(u));
+        *user_mem = *user_mem + new_mem - flow.user_mem;
+        flow.user_mem = new_mem;
+        if both_done {
+            self.close(slot, ts, CloseReason::Fin);
+        }
+        if self.memory() > self.cfg.flow.memcap_bytes {
+            self.evict(Some(slot), true);
+        }
+    }
+
+    fn create(
+        &mut self,
+        ts: Timestamp,
+        key: FlowKey,
+        nk: NormKey,
+        hash: u64,
+        flags: decode::TcpFlags,
+    ) -> u32 {
+        while self.index.len() >= self.cfg.flow.max_flows.max(1) {
+            if !self.evict(None, false) {
+                break;
+            }
+        }
+        while self.memory() + FLOW_OVERHEAD > self.cfg.flow.memcap_bytes && !self.index.is_empty() {
+            if !self.evict(None, true) {
+                break;
+            }
+        }
+        let (client_first, orientation) = if flags.syn && !flags.ack {
+            (true, Orientation::Handshake)
+        } else if flags.syn {
+            (false, Orientation::Handshake)
+        } else {
+            self.counters.tcp_midstream += 1;
+            (dst_is_server(&key), Orientation::PortHeuristic)
+        };
+        let conn_key = if client_first { key } else { key.reversed() };
+        let meta = ConnMeta {
+            id: self.next_id,
+            key: conn_key,
+            hash,
+            orientation,
+            first_seen: ts,
+        };
+        self.next_id += 1;
+        self.counters.flows_created += 1;
+        let user = self.handler.open(&meta);
+        let flow = Flow {
+            meta,
+            halves: [
+                HalfStream::new(Direction::ToServer),
+                HalfStream::new(Direction::ToClient),
+            ],
+            last_seen: self.now,
+            closed: false,
+            user: Some(user),
+            user_mem: 0,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(flow);
+                s
+            }
+            None => {
+                self.slots.push(Some(flow));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(nk, slot);
+        slot
+    }
+
+    /// Flushes both directions and delivers `Closed`; the entry stays until removed.
+    fn close(&mut self, slot: u32, ts: Timestamp, reason: CloseReason) {
+        let Engine {
+            slots,
+            handler,
+            counters,
+            ooo_bytes,
+            cfg,
+            user_mem,
+            ..
+        } = self;
+        let Some(flow) = slots[slot as usize].as_mut() else {
+            return;
+        };
+        if flow.closed {
+            return;
+        }
+        let Flow {
+            meta, halves, user, ..
+        } = flow;
+        let mut sh = Shared {
+            cfg: &cfg.reassembly,
+            counters,
+            ooo_bytes,
+        };
+        if let Some(mut u) = user.take() {
+            let mut sink = |ev: StreamEvent<'_>| handler.event(&mut u, meta, ev);
+            for h in halves.iter_mut() {
+                h.flush(ts, &mut sh, &mut sink);
+            }
+            sink(StreamEvent::Closed { ts, reason });
+        }
+        for h in halves.iter_mut() {
+            h.discard(&mut sh);
+        }
+        *user_mem -= flow.user_mem;
+        flow.user_mem = 0;
+        flow.closed = true;
+    }
+
+    fn remove(&mut self, slot: u32) {
+        if let Some(flow) = self.slots[slot as usize].take() {
+            debug_assert!(flow.closed, "only closed flows are removed");
+            self.index.remove(&flow.meta.key.normalized());
+            self.free.push(slot);
+        }
+    }
+
+    /// Evicts one flow chosen by sampling; `false` when there was none to evict.
+    fn evict(&mut self, spare: Option<u32>, memcap: bool) -> bool {
+        if self.slots.is_empty() {
+            return false;
+        }
+        let mut victim: Option<(u32, bool, Timestamp)> = None;
+        let mut tries = 0;
+        while tries < EVICTION_SAMPLES * 4 && (tries < EVICTION_SAMPLES || victim.is_none()) {
+            tries += 1;
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let s = (self.rng % self.slots.len() as u64) as u32;
+            if Some(s) == spare {
+                continue;
+            }
+            let Some(f) = self.slots[s as usize].as_ref() else {
+                continue;
+            };
+            // Prefer closed entries, then the longest idle.
+            let better = match victim {
+                None => true,
+                Some((_, closed, seen)) => {
+                    (f.closed && !closed) || (f.closed == closed && f.last_seen < seen)
+                }
+            };
+            if better {
+                victim = Some((s, f.closed, f.last_seen));
+            }
+        }
+        if victim.is_none() {
+            // Sparse slab: fall back to a scan.
+            victim = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(i, f)| f.is_some() && Some(*i as u32) != spare)
+                .map(|(i, f)| {
+                    let f = f.as_ref().expect("filtered");
+                    (i as u32, f.closed, f.last_seen)
+                })
+                .next();
+        }
+        let Some((slot, closed, _)) = victim else {
+            return false;
+        };
+        if !closed {
+            if memcap {
+                self.counters.flows_evicted_memcap += 1;
+            } else {
+                self.counters.flows_evicted_capacity += 1;
+            }
+            let now = self.now;
+            self.close(slot, now, CloseReason::Evicted);
+        }
+        self.remove(slot);
+        true
+    }
+
+    /// Moves capture time forward to `ts` (never backward) and runs due timeouts. Call it
+    /// with the wall clock mapped to capture time when a live link goes quiet.
+    pub fn advance_time(&mut self, ts: Timestamp) {
+        if ts > self.now {
+            self.now = ts;
+        }
+        if self.now.saturating_since(self.last_sweep) >= SWEEP_INTERVAL {
+            self.last_sweep = self.now;
+            self.sweep();
+        }
+    }
+
+    fn sweep(&mut self) {
+        let now = self.now;
+        let mut scratch = Counters::default();
+        let counters = if self.counts_frames() {
+            &mut self.counters
+        } else {
+            &mut scratch
+        };
+        self.frags.expire(now, counters);
+        let idle = Duration::from_secs(self.cfg.flow.idle_timeout_secs);
+        let life = Duration::from_secs(self.cfg.flow.lifetime_timeout_secs);
+        let linger = Duration::from_secs(self.cfg.flow.closed_timeout_secs);
+        for slot in 0..self.slots.len() as u32 {
+            let Some(f) = self.slots[slot as usize].as_ref() else {
+                continue;
+            };
+            let quiet = now.saturating_since(f.last_seen);
+            if f.closed {
+                if quiet > linger {
+                    self.remove(slot);
+                }
+                continue;
+            }
+            let reason = if quiet > idle {
+                self.counters.flows_idle_timeout += 1;
+                CloseReason::IdleTimeout
+            } else if now.saturating_since(f.meta.first_seen) > life {
+                self.counters.flows_lifetime_timeout += 1;
+                CloseReason::LifetimeTimeout
+            } else {
+                continue;
+            };
+            self.close(slot, now, reason);
+            self.remove(slot);
+        }
+    }
+
+    /// Closes every open connection (end of capture or shutdown), oldest first.
+    pub fn finish(&mut self) {
+        let mut open: Vec<(u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                f.as_ref()
+                    .filter(|f| !f.closed)
+                    .map(|f| (f.meta.id, i as u32))
+            })
+            .collect();
+        open.sort_unstable();
+        let now = self.now;
+        for (_, slot) in open {
+            self.close(slot, now, CloseReason::EndOfCapture);
+        }
+        for slot in 0..self.slots.len() as u32 {
+            if self.slots[slot as usize].is_some() {
+                self.remove(slot);
+            }
+        }
+    }
+}
+
+fn count_decode_error(c: &mut Counters, e: DecodeError) {
+    match e {
+        DecodeError::LinkMalformed => c.link_malformed += 1,
+        DecodeError::NonIp => c.non_ip += 1,
+        DecodeError::IpMalformed => c.ip_malformed += 1,
+        DecodeError::TunnelMalformed => c.tunnel_malformed += 1,
+        DecodeError::TunnelDepthExceeded => c.tunnel_depth_exceeded += 1,
+        DecodeError::TunnelUnsupported => c.tunnel_unsupported += 1,
+    }
+}
+
+/// A pure SYN that starts a new connection rather than repeating the old one's.
+fn is_new_syn<S>(flow: &Flow<S>, key: &FlowKey, seq: u32) -> bool {
+    if key.src != flow.meta.key.src {
+        // A SYN from the server's side: simultaneous open or noise, not a new connection.
+        return false;
+    }
+    match flow.halves[0].isn() {
+        Some(isn) => isn != seq,
+        None => true,
+    }
+}
+
+/// Without a handshake: the server is the side on a well-known port, else the lower port.
+fn dst_is_server(key: &FlowKey) -> bool {
+    let (s, d) = (key.src.port, key.dst.port);
+    match (s < 1024, d < 1024) {
+        (true, false) => false,
+        (false, true) => true,
+        _ => d <= s,
+    }
+}
