@@ -18,7 +18,7 @@ use crate::decode::{self, DecodeConfig, DecodeError, Decoder, IpPacket, LinkType
 use crate::frag::{FragConfig, FragTable};
 use crate::key::{Endpoint, FlowKey, NormKey};
 use crate::stream::{CloseReason, ConnMeta, Direction, Orientation, StreamEvent, StreamHandler};
-use crate::tcp::{HalfStream, ReasmConfig, Shared};
+use crate::tcp::{HalfStream, ReasmConfig, Segment, Shared};
 use crate::time::{Duration, Timestamp};
 
 /// Flow table bounds and timeouts (`[flow]` in the configuration).
@@ -341,22 +341,18 @@ impl<H: StreamHandler> Engine<H> {
             }
         }
         if flags.rst {
-            drop(sink);
             self.close(slot, ts, CloseReason::Rst);
             return;
         }
         // Bytes cut off by the snap length leave a hole after this segment; a FIN on such a
         // segment sits after the missing bytes.
-        this.segment(
-            ts,
+        let segment = Segment {
             seq,
-            seg.payload,
-            flags.fin,
-            ip.missing,
-            &mut sh,
-            &mut sink,
-        );
-        drop(sink);
+            payload: seg.payload,
+            fin: flags.fin,
+            missing: ip.missing,
+        };
+        this.segment(ts, segment, &mut sh, &mut sink);
         let both_done = halves[0].finished() && halves[1].finished();
         let new_mem = user.as_ref().map_or(0, |u| handler.conn_memory(u));
         *user_mem = *user_mem + new_mem - flow.user_mem;

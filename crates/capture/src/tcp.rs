@@ -80,6 +80,17 @@ pub struct Shared<'c> {
     pub ooo_bytes: &'c mut usize,
 }
 
+/// One segment as the reassembler sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment<'a> {
+    /// Sequence number of the first payload byte.
+    pub seq: u32,
+    pub payload: &'a [u8],
+    pub fin: bool,
+    /// Payload bytes cut off by the capture's snap length (they follow `payload`).
+    pub missing: u32,
+}
+
 /// Bookkeeping overhead charged per buffered piece.
 const SEG_OVERHEAD: usize = 48;
 
@@ -176,18 +187,16 @@ impl HalfStream {
     }
 
     /// Processes one segment's payload and FIN flag.
-    pub fn segment<F>(
-        &mut self,
-        ts: Timestamp,
-        seq: u32,
-        payload: &[u8],
-        fin: bool,
-        missing: u32,
-        sh: &mut Shared<'_>,
-        sink: &mut F,
-    ) where
+    pub fn segment<F>(&mut self, ts: Timestamp, seg: Segment<'_>, sh: &mut Shared<'_>, sink: &mut F)
+    where
         F: FnMut(StreamEvent<'_>),
     {
+        let Segment {
+            seq,
+            payload,
+            fin,
+            missing,
+        } = seg;
         if !self.started {
             // Mid-stream pickup: the first segment defines the start.
             self.started = true;
@@ -618,10 +627,17 @@ mod tests {
                 ooo_bytes: &mut self.ooo,
             };
             let out = &mut self.out;
-            self.hs
-                .segment(Timestamp::ZERO, seq, data, fin, 0, &mut sh, &mut |e| {
-                    out.push(e)
-                });
+            self.hs.segment(
+                Timestamp::ZERO,
+                Segment {
+                    seq,
+                    payload: data,
+                    fin,
+                    missing: 0,
+                },
+                &mut sh,
+                &mut |e| out.push(e),
+            );
         }
 
         fn ack(&mut self, ack: u32) {
