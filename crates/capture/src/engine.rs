@@ -266,7 +266,10 @@ impl<H: StreamHandler> Engine<H> {
                     .as_ref()
                     .expect("indexed slot is occupied");
                 if flow.closed {
-                    if !pure_syn {
+                    // Stray ACKs/FINs/RSTs of the ended connection are absorbed; a SYN, a
+                    // SYN-ACK or data start a new one (e.g. after a RST that the endpoints
+                    // ignored, a classic evasion).
+                    if !flags.syn && (flags.rst || seg.payload.is_empty()) {
                         self.slots[slot as usize]
                             .as_mut()
                             .expect("occupied")
@@ -638,5 +641,200 @@ fn dst_is_server(key: &FlowKey) -> bool {
         (true, false) => false,
         (false, true) => true,
         _ => d <= s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records (connection id, event) as owned values.
+    #[derive(Default)]
+    struct Log(Vec<(u64, String)>);
+
+    impl StreamHandler for Log {
+        type Conn = ();
+        fn open(&mut self, meta: &ConnMeta) {
+            self.0
+                .push((meta.id, format!("open {}->{}", meta.key.src, meta.key.dst)));
+        }
+        fn event(&mut self, _: &mut (), meta: &ConnMeta, ev: StreamEvent<'_>) {
+            let s = match ev {
+                StreamEvent::Data { dir, data, .. } => {
+                    format!("{dir:?} {}", String::from_utf8_lossy(data))
+                }
+                StreamEvent::Gap { dir, len, .. } => format!("{dir:?} gap {len}"),
+                StreamEvent::Anomaly { kind, .. } => format!("{kind:?}"),
+                StreamEvent::Closed { reason, .. } => format!("closed {reason}"),
+            };
+            self.0.push((meta.id, s));
+        }
+    }
+
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    const FIN: u8 = 0x01;
+
+    /// A raw IPv4 TCP frame between 10.0.0.1 (client) and 10.0.0.2:80.
+    fn frame(to_server: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let (a, b, sp, dp) = if to_server {
+            ([10, 0, 0, 1], [10, 0, 0, 2], 40000u16, 80u16)
+        } else {
+            ([10, 0, 0, 2], [10, 0, 0, 1], 80, 40000)
+        };
+        let total = 40 + payload.len();
+        let mut v = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ];
+        v.extend_from_slice(&a);
+        v.extend_from_slice(&b);
+        v.extend_from_slice(&sp.to_be_bytes());
+        v.extend_from_slice(&dp.to_be_bytes());
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(&ack.to_be_bytes());
+        v.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn run(cfg: EngineConfig, frames: &[(u64, Vec<u8>)]) -> Vec<(u64, String)> {
+        let mut e = Engine::new(cfg, Log::default());
+        for (t, f) in frames {
+            e.process(
+                Timestamp::from_secs(*t),
+                Some(LinkType::Raw),
+                f,
+                f.len() as u32,
+            );
+        }
+        e.finish();
+        e.into_handler().0
+    }
+
+    #[test]
+    fn data_after_rst_starts_a_new_connection() {
+        let log = run(
+            EngineConfig::default(),
+            &[
+                (1, frame(true, 100, 0, SYN, b"")),
+                (1, frame(false, 0, 101, RST | ACK, b"")),
+                (1, frame(true, 101, 0, RST, b"")),
+                (1, frame(false, 500, 101, SYN | ACK, b"")),
+                (1, frame(true, 101, 501, ACK, b"GET /")),
+            ],
+        );
+        let ids: Vec<&str> = log.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "open 10.0.0.1:40000->10.0.0.2:80",
+                "closed rst",
+                "open 10.0.0.1:40000->10.0.0.2:80",
+                "ToServer GET /",
+                "closed end_of_capture"
+            ]
+        );
+    }
+
+    #[test]
+    fn new_syn_on_half_closed_connection_reuses_the_tuple() {
+        let log = run(
+            EngineConfig::default(),
+            &[
+                (1, frame(true, 100, 0, SYN, b"")),
+                (1, frame(false, 500, 101, SYN | ACK, b"")),
+                (1, frame(true, 101, 501, ACK | FIN, b"bye")),
+                (2, frame(true, 9000, 0, SYN, b"")),
+                (2, frame(true, 9000, 0, SYN, b"")), // retransmitted SYN: same connection
+            ],
+        );
+        let ids: Vec<String> = log.iter().map(|(i, s)| format!("{i} {s}")).collect();
+        assert_eq!(
+            ids,
+            [
+                "0 open 10.0.0.1:40000->10.0.0.2:80",
+                "0 ToServer bye",
+                "0 closed reused",
+                "1 open 10.0.0.1:40000->10.0.0.2:80",
+                "1 closed end_of_capture"
+            ]
+        );
+    }
+
+    #[test]
+    fn idle_connections_time_out_on_capture_time() {
+        let mut cfg = EngineConfig::default();
+        cfg.flow.idle_timeout_secs = 10;
+        let log = run(
+            cfg,
+            &[
+                (1, frame(true, 100, 0, ACK, b"a")),
+                (5, frame(true, 101, 0, ACK, b"b")),
+                (16, frame(true, 102, 0, ACK, b"c")),
+            ],
+        );
+        let ids: Vec<String> = log.iter().map(|(i, s)| format!("{i} {s}")).collect();
+        assert_eq!(
+            ids,
+            [
+                "0 open 10.0.0.1:40000->10.0.0.2:80",
+                "0 ToServer a",
+                "0 ToServer b",
+                "0 closed idle_timeout",
+                "1 open 10.0.0.1:40000->10.0.0.2:80",
+                "1 ToServer c",
+                "1 closed end_of_capture"
+            ]
+        );
+    }
+
+    #[test]
+    fn full_table_evicts_with_a_counter() {
+        let mut cfg = EngineConfig::default();
+        cfg.flow.max_flows = 1;
+        let mut e = Engine::new(cfg, Log::default());
+        let f1 = frame(true, 1, 0, ACK, b"x");
+        let mut f2 = frame(true, 1, 0, ACK, b"y");
+        f2[21] = 0x41; // another client port
+        for f in [&f1, &f2] {
+            e.process(
+                Timestamp::from_secs(1),
+                Some(LinkType::Raw),
+                f,
+                f.len() as u32,
+            );
+        }
+        assert_eq!(e.counters().flows_evicted_capacity, 1);
+        assert_eq!(e.flows(), 1);
+        let log = e.into_handler().0;
+        assert!(log.iter().any(|(i, s)| *i == 0 && s == "closed evicted"));
+    }
+
+    #[test]
+    fn fin_both_ways_closes_and_stray_ack_is_absorbed() {
+        let log = run(
+            EngineConfig::default(),
+            &[
+                (1, frame(true, 100, 0, SYN, b"")),
+                (1, frame(false, 500, 101, SYN | ACK, b"")),
+                (1, frame(true, 101, 501, ACK | FIN, b"q")),
+                (1, frame(false, 501, 103, ACK | FIN, b"r")),
+                (1, frame(true, 103, 503, ACK, b"")),
+            ],
+        );
+        assert_eq!(log.last().unwrap().1, "closed fin");
+        assert_eq!(log.iter().filter(|(_, s)| s.starts_with("open")).count(), 1);
     }
 }
