@@ -1,0 +1,43 @@
+# apiscope — `make help` lists the targets. CI runs `make ci` (via .ci/run).
+SHELL := /bin/bash
+CARGO ?= cargo
+DEMO_CAPTURE ?= fixtures/demo/demo.pcap
+
+.PHONY: help deps build test lint fmt fixtures fixtures-check bench fuzz-build demo ci
+
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+deps: ## Install the Debian packages the build and tests need (root, or sudo)
+	@missing=""; for p in libpcap-dev pkg-config python3; do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
+
+build: deps ## Build the release binary (target/release/apiscope)
+	$(CARGO) build --release --locked
+
+test: deps ## Run every test (unit, fixtures, corpus conformance when ../shared is present)
+	$(CARGO) test --workspace --locked
+
+lint: deps ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+fixtures: ## Regenerate the test captures in fixtures/ from the generator
+	python3 fixtures/gen_capture_fixtures.py
+
+fixtures-check: ## Fail if the committed fixtures differ from what the generator makes
+	python3 fixtures/gen_capture_fixtures.py --check
+
+bench: build ## Throughput benchmark on the large capture (see docs/benchmarks.md)
+	bash benches/replay_bench.sh
+
+fuzz-build: deps ## Build the fuzz targets (stable toolchain, no sanitizer)
+	$(CARGO) build --locked --manifest-path fuzz/Cargo.toml --bins
+
+demo: build ## Replay the bundled capture and print what it saw
+	./target/release/apiscope replay --report $(DEMO_CAPTURE)
+
+ci: deps fixtures-check lint test fuzz-build ## What CI runs

@@ -1,0 +1,150 @@
+//! The TOML configuration: one serde struct per section, defaults in the libraries' `Default`
+//! impls, unknown keys rejected. [`load`] reports every error at once, each with its place.
+
+use std::path::Path;
+
+use apiscope_capture::{DecodeConfig, EngineConfig, FlowConfig, FragConfig, LiveConfig, ReasmConfig};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// `[output]`: how `replay` writes and orders its results.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Worker threads for `replay` when `--threads` is not given; 0 = number of cores.
+    pub threads: usize,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { threads: 0 }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub capture: DecodeConfig,
+    pub live: LiveConfig,
+    pub flow: FlowConfig,
+    pub reassembly: ReasmConfig,
+    pub frag: FragConfig,
+    pub output: OutputConfig,
+}
+
+impl Config {
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            decode: self.capture.clone(),
+            frag: self.frag.clone(),
+            flow: self.flow.clone(),
+            reassembly: self.reassembly.clone(),
+        }
+    }
+}
+
+/// Reads and validates `path`; on failure, every problem found, one per line.
+pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+    parse(&text).map_err(|errs| errs.into_iter().map(|e| format!("{}: {e}", path.display())).collect())
+}
+
+/// Parses configuration text; see [`load`].
+pub fn parse(text: &str) -> Result<Config, Vec<String>> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| vec![e.to_string()])?;
+    let mut errors = Vec::new();
+    let mut cfg = Config::default();
+    // `[capture]` holds the decoder keys and the `[capture.live]` table.
+    let mut capture = take_table(&mut table, "capture", &mut errors);
+    let live = capture.as_mut().and_then(|c| take_table(c, "live", &mut errors));
+    section(capture, "capture", &mut cfg.capture, &mut errors);
+    section(live, "capture.live", &mut cfg.live, &mut errors);
+    section(take_table(&mut table, "flow", &mut errors), "flow", &mut cfg.flow, &mut errors);
+    section(take_table(&mut table, "reassembly", &mut errors), "reassembly", &mut cfg.reassembly, &mut errors);
+    section(take_table(&mut table, "frag", &mut errors), "frag", &mut cfg.frag, &mut errors);
+    section(take_table(&mut table, "output", &mut errors), "output", &mut cfg.output, &mut errors);
+    for key in table.keys() {
+        errors.push(format!("unknown section or key `{key}`"));
+    }
+    validate(&cfg, &mut errors);
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errors)
+    }
+}
+
+fn take_table(t: &mut toml::Table, name: &str, errors: &mut Vec<String>) -> Option<toml::Table> {
+    match t.remove(name)? {
+        toml::Value::Table(t) => Some(t),
+        _ => {
+            errors.push(format!("`{name}` must be a table"));
+            None
+        }
+    }
+}
+
+/// Deserializes one section key by key, so that each bad key is reported separately.
+fn section<T: DeserializeOwned + Default>(t: Option<toml::Table>, name: &str, out: &mut T, errors: &mut Vec<String>) {
+    let Some(t) = t else { return };
+    match toml::Value::Table(t.clone()).try_into::<T>() {
+        Ok(v) => *out = v,
+        Err(_) => {
+            // Find every offending key by trying them one at a time.
+            for (k, v) in t {
+                let mut one = toml::Table::new();
+                one.insert(k.clone(), v);
+                if let Err(e) = toml::Value::Table(one).try_into::<T>() {
+                    let msg = e.to_string();
+                    let msg = msg.lines().last().unwrap_or(&msg).trim().to_owned();
+                    errors.push(format!("[{name}] {k}: {msg}"));
+                }
+            }
+        }
+    }
+}
+
+fn validate(c: &Config, errors: &mut Vec<String>) {
+    let mut check = |ok: bool, what: &str| {
+        if !ok {
+            errors.push(what.to_owned());
+        }
+    };
+    check(c.flow.max_flows >= 1, "[flow] max_flows: must be at least 1");
+    check(c.flow.idle_timeout_secs >= 1, "[flow] idle_timeout_secs: must be at least 1");
+    check(c.flow.memcap_bytes >= 1 << 20, "[flow] memcap_bytes: must be at least 1048576");
+    check(c.reassembly.max_ooo_bytes_per_flow >= 1024, "[reassembly] max_ooo_bytes_per_flow: must be at least 1024");
+    check(c.reassembly.max_ooo_segments_per_flow >= 1, "[reassembly] max_ooo_segments_per_flow: must be at least 1");
+    check(c.reassembly.memcap_bytes >= c.reassembly.max_ooo_bytes_per_flow, "[reassembly] memcap_bytes: must be at least max_ooo_bytes_per_flow");
+    check(c.frag.max_datagrams >= 1, "[frag] max_datagrams: must be at least 1");
+    check(c.capture.max_tunnel_depth >= 1, "[capture] max_tunnel_depth: must be at least 1");
+    check(c.live.snaplen >= 64, "[capture.live] snaplen: must be at least 64");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_is_the_defaults() {
+        let text = include_str!("../../../configs/apiscope.toml");
+        let c = parse(text).expect("configs/apiscope.toml parses");
+        let d = Config::default();
+        assert_eq!(format!("{:?}", c.engine()), format!("{:?}", d.engine()));
+        assert_eq!(format!("{:?}", c.live), format!("{:?}", d.live));
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let errs = parse(
+            "[flow]\nmax_flows = \"many\"\nidle_timeout_secs = 0\nbogus = 1\n[reassembly]\noverlap_policy = \"bsd\"\n[nope]\n",
+        )
+        .unwrap_err();
+        let all = errs.join("\n");
+        assert!(all.contains("[flow] max_flows"), "{all}");
+        assert!(all.contains("[flow] bogus"), "{all}");
+        assert!(all.contains("[reassembly] overlap_policy"), "{all}");
+        assert!(all.contains("`nope`"), "{all}");
+        assert!(errs.len() >= 4, "{all}");
+    }
+}
