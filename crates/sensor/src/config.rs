@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use apiscope_capture::{DecodeConfig, EngineConfig, FlowConfig, FragConfig, LiveConfig, ReasmConfig};
+use apiscope_capture::{
+    DecodeConfig, EngineConfig, FlowConfig, FragConfig, LiveConfig, ReasmConfig,
+};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -45,24 +47,53 @@ impl Config {
 
 /// Reads and validates `path`; on failure, every problem found, one per line.
 pub fn load(path: &Path) -> Result<Config, Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
-    parse(&text).map_err(|errs| errs.into_iter().map(|e| format!("{}: {e}", path.display())).collect())
+    let text =
+        std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+    parse(&text).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| format!("{}: {e}", path.display()))
+            .collect()
+    })
 }
 
 /// Parses configuration text; see [`load`].
 pub fn parse(text: &str) -> Result<Config, Vec<String>> {
-    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| vec![e.to_string()])?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| vec![e.to_string()])?;
     let mut errors = Vec::new();
     let mut cfg = Config::default();
     // `[capture]` holds the decoder keys and the `[capture.live]` table.
     let mut capture = take_table(&mut table, "capture", &mut errors);
-    let live = capture.as_mut().and_then(|c| take_table(c, "live", &mut errors));
+    let live = capture
+        .as_mut()
+        .and_then(|c| take_table(c, "live", &mut errors));
     section(capture, "capture", &mut cfg.capture, &mut errors);
     section(live, "capture.live", &mut cfg.live, &mut errors);
-    section(take_table(&mut table, "flow", &mut errors), "flow", &mut cfg.flow, &mut errors);
-    section(take_table(&mut table, "reassembly", &mut errors), "reassembly", &mut cfg.reassembly, &mut errors);
-    section(take_table(&mut table, "frag", &mut errors), "frag", &mut cfg.frag, &mut errors);
-    section(take_table(&mut table, "output", &mut errors), "output", &mut cfg.output, &mut errors);
+    section(
+        take_table(&mut table, "flow", &mut errors),
+        "flow",
+        &mut cfg.flow,
+        &mut errors,
+    );
+    section(
+        take_table(&mut table, "reassembly", &mut errors),
+        "reassembly",
+        &mut cfg.reassembly,
+        &mut errors,
+    );
+    section(
+        take_table(&mut table, "frag", &mut errors),
+        "frag",
+        &mut cfg.frag,
+        &mut errors,
+    );
+    section(
+        take_table(&mut table, "output", &mut errors),
+        "output",
+        &mut cfg.output,
+        &mut errors,
+    );
     for key in table.keys() {
         errors.push(format!("unknown section or key `{key}`"));
     }
@@ -85,7 +116,12 @@ fn take_table(t: &mut toml::Table, name: &str, errors: &mut Vec<String>) -> Opti
 }
 
 /// Deserializes one section key by key, so that each bad key is reported separately.
-fn section<T: DeserializeOwned + Default>(t: Option<toml::Table>, name: &str, out: &mut T, errors: &mut Vec<String>) {
+fn section<T: DeserializeOwned + Default>(
+    t: Option<toml::Table>,
+    name: &str,
+    out: &mut T,
+    errors: &mut Vec<String>,
+) {
     let Some(t) = t else { return };
     match toml::Value::Table(t.clone()).try_into::<T>() {
         Ok(v) => *out = v,
@@ -110,15 +146,42 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
             errors.push(what.to_owned());
         }
     };
-    check(c.flow.max_flows >= 1, "[flow] max_flows: must be at least 1");
-    check(c.flow.idle_timeout_secs >= 1, "[flow] idle_timeout_secs: must be at least 1");
-    check(c.flow.memcap_bytes >= 1 << 20, "[flow] memcap_bytes: must be at least 1048576");
-    check(c.reassembly.max_ooo_bytes_per_flow >= 1024, "[reassembly] max_ooo_bytes_per_flow: must be at least 1024");
-    check(c.reassembly.max_ooo_segments_per_flow >= 1, "[reassembly] max_ooo_segments_per_flow: must be at least 1");
-    check(c.reassembly.memcap_bytes >= c.reassembly.max_ooo_bytes_per_flow, "[reassembly] memcap_bytes: must be at least max_ooo_bytes_per_flow");
-    check(c.frag.max_datagrams >= 1, "[frag] max_datagrams: must be at least 1");
-    check(c.capture.max_tunnel_depth >= 1, "[capture] max_tunnel_depth: must be at least 1");
-    check(c.live.snaplen >= 64, "[capture.live] snaplen: must be at least 64");
+    check(
+        c.flow.max_flows >= 1,
+        "[flow] max_flows: must be at least 1",
+    );
+    check(
+        c.flow.idle_timeout_secs >= 1,
+        "[flow] idle_timeout_secs: must be at least 1",
+    );
+    check(
+        c.flow.memcap_bytes >= 1 << 20,
+        "[flow] memcap_bytes: must be at least 1048576",
+    );
+    check(
+        c.reassembly.max_ooo_bytes_per_flow >= 1024,
+        "[reassembly] max_ooo_bytes_per_flow: must be at least 1024",
+    );
+    check(
+        c.reassembly.max_ooo_segments_per_flow >= 1,
+        "[reassembly] max_ooo_segments_per_flow: must be at least 1",
+    );
+    check(
+        c.reassembly.memcap_bytes >= c.reassembly.max_ooo_bytes_per_flow,
+        "[reassembly] memcap_bytes: must be at least max_ooo_bytes_per_flow",
+    );
+    check(
+        c.frag.max_datagrams >= 1,
+        "[frag] max_datagrams: must be at least 1",
+    );
+    check(
+        c.capture.max_tunnel_depth >= 1,
+        "[capture] max_tunnel_depth: must be at least 1",
+    );
+    check(
+        c.live.snaplen >= 64,
+        "[capture.live] snaplen: must be at least 64",
+    );
 }
 
 #[cfg(test)]

@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "apiscope", version, about = "Passive API discovery and anomaly detection")]
+#[command(
+    name = "apiscope",
+    version,
+    about = "Passive API discovery and anomaly detection"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

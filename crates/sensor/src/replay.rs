@@ -91,7 +91,8 @@ impl StreamHandler for StreamReport {
                 self.anomalies += conn.anomalies;
                 self.closes[close_index(reason)] += 1;
                 let name = format!("{} -> {} ({})", meta.key.src, meta.key.dst, meta.key.tunnel);
-                self.top.push((name, conn.bytes[0], conn.bytes[1], conn.gap_bytes));
+                self.top
+                    .push((name, conn.bytes[0], conn.bytes[1], conn.gap_bytes));
                 if self.top.len() > TOP * 4 {
                     trim_top(&mut self.top);
                 }
@@ -146,7 +147,12 @@ struct WorkerResult {
     warnings: Vec<String>,
 }
 
-fn worker(files: &[PathBuf], cfg: EngineConfig, shard: u64, shards: u64) -> Result<WorkerResult, SourceError> {
+fn worker(
+    files: &[PathBuf],
+    cfg: EngineConfig,
+    shard: u64,
+    shards: u64,
+) -> Result<WorkerResult, SourceError> {
     let mut engine = Engine::new(cfg, StreamReport::default()).with_shard(shard, shards);
     let mut warnings = Vec::new();
     for path in files {
@@ -265,7 +271,10 @@ fn summary_line(c: &Counters, r: &StreamReport, calls: u64, elapsed: f64) -> Str
 }
 
 fn print_report(r: &StreamReport, c: &Counters) {
-    println!("Connections: {} ({} with handshake, {} picked up mid-stream)", r.connections, r.handshake, r.midstream);
+    println!(
+        "Connections: {} ({} with handshake, {} picked up mid-stream)",
+        r.connections, r.handshake, r.midstream
+    );
     println!(
         "Stream bytes: {} client->server, {} server->client; {} gaps covering {} bytes; {} overlap/evasion anomalies",
         r.bytes[0], r.bytes[1], r.gaps, r.gap_bytes, r.anomalies
@@ -278,7 +287,10 @@ fn print_report(r: &StreamReport, c: &Counters) {
         .collect();
     println!("Closed: {}", closes.join(", "));
     println!();
-    println!("{:<60} {:>12} {:>12} {:>10}", "largest connections", "to server", "to client", "gap bytes");
+    println!(
+        "{:<60} {:>12} {:>12} {:>10}",
+        "largest connections", "to server", "to client", "gap bytes"
+    );
     for (name, a, b, g) in &r.top {
         println!("{name:<60} {a:>12} {b:>12} {g:>10}");
     }
