@@ -13,8 +13,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etherparse::{IpNumber, Ipv6ExtensionSlice, Ipv6ExtensionsSlice};
-
 use crate::key::{TunnelId, TunnelKind};
 
 /// The link types we decode, from the capture's DLT/LINKTYPE value.
@@ -282,10 +280,16 @@ impl Decoder {
         truncated: bool,
     ) -> Result<IpPacket<'a>, DecodeError> {
         for _ in 0..MAX_STEPS {
+            let inside = ctx.depth > 0;
+            let tunnel_err = |e: DecodeError| match e {
+                // A cut-short link header inside a tunnel is the tunnel's damage.
+                DecodeError::LinkMalformed if inside => DecodeError::TunnelMalformed,
+                e => e,
+            };
             layer = match layer {
-                Layer::Ether(f) => ethernet(f)?,
-                Layer::EtherType(t, p) => self.ethertype(t, p, &mut ctx)?,
-                Layer::Ieee80211(f) => ieee80211(f)?,
+                Layer::Ether(f) => ethernet(f).map_err(tunnel_err)?,
+                Layer::EtherType(t, p) => self.ethertype(t, p, &mut ctx).map_err(tunnel_err)?,
+                Layer::Ieee80211(f) => ieee80211(f).map_err(tunnel_err)?,
                 Layer::Ip(p) => {
                     let ip = ip(p, ctx, truncated)?;
                     if ip.frag.is_some() {
@@ -657,32 +661,56 @@ fn ipv6(p: &[u8], ctx: Ctx, truncated: bool) -> Result<IpPacket<'_>, DecodeError
     let (body, missing) = cut(p, 40, end, truncated)?;
     let src: [u8; 16] = p[8..24].try_into().map_err(|_| IpMalformed)?;
     let dst: [u8; 16] = p[24..40].try_into().map_err(|_| IpMalformed)?;
-    let (exts, next, payload) =
-        Ipv6ExtensionsSlice::from_slice(IpNumber(p[6]), body).map_err(|_| IpMalformed)?;
-    let mut frag = None;
-    for ext in exts.clone().into_iter() {
-        if let Ipv6ExtensionSlice::Fragment(fh) = ext {
-            // An atomic fragment (offset 0, no more) is a whole datagram.
-            if fh.is_fragmenting_payload() {
-                frag = Some(Frag {
-                    id: fh.identification(),
-                    offset: u32::from(fh.fragment_offset().value()) * 8,
-                    more: fh.more_fragments(),
-                });
-            }
-        }
-    }
+    let (next, payload, frag) = ipv6_extensions(p[6], body)?;
     // A non-first fragment's payload is not a transport header: its protocol is the one
     // named by the fragment header.
     Ok(IpPacket {
         ctx,
         src: IpAddr::V6(Ipv6Addr::from(src)),
         dst: IpAddr::V6(Ipv6Addr::from(dst)),
-        proto: next.0,
+        proto: next,
         payload,
         missing,
         frag,
     })
+}
+
+/// Walks IPv6 extension headers (RFC 8200): returns the upper-layer protocol, its payload,
+/// and the fragment header's fields when the packet is a real fragment (an atomic fragment,
+/// offset 0 without more, is a whole datagram).
+fn ipv6_extensions(mut next: u8, mut p: &[u8]) -> Result<(u8, &[u8], Option<Frag>), DecodeError> {
+    use DecodeError::IpMalformed;
+    let mut frag = None;
+    // Each header is at least 8 bytes, so this loop is bounded by the packet length.
+    loop {
+        let len = match next {
+            // Hop-by-hop, routing, destination options, mobility, HIP, shim6.
+            0 | 43 | 60 | 135 | 139 | 140 => (usize::from(*p.get(1).ok_or(IpMalformed)?) + 1) * 8,
+            // Authentication header: length in 4-byte units, minus 2.
+            51 => (usize::from(*p.get(1).ok_or(IpMalformed)?) + 2) * 4,
+            44 => {
+                let v = be16(p, 2).ok_or(IpMalformed)?;
+                let id = be32(p, 4).ok_or(IpMalformed)?;
+                let offset = u32::from(v & 0xfff8);
+                let more = v & 1 != 0;
+                if offset != 0 || more {
+                    frag = Some(Frag { id, offset, more });
+                }
+                let nh = p[0];
+                p = &p[8..];
+                if offset != 0 {
+                    // A later fragment holds no headers of its own.
+                    return Ok((nh, p, frag));
+                }
+                next = nh;
+                continue;
+            }
+            _ => return Ok((next, p, frag)),
+        };
+        let nh = *p.first().ok_or(IpMalformed)?;
+        p = p.get(len..).ok_or(IpMalformed)?;
+        next = nh;
+    }
 }
 
 /// A TCP segment's header fields and payload.
