@@ -6,6 +6,7 @@ use std::path::Path;
 use apiscope_capture::{
     DecodeConfig, EngineConfig, FlowConfig, FragConfig, LiveConfig, ReasmConfig,
 };
+use apiscope_http::HttpConfig;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -15,11 +16,45 @@ use serde::Deserialize;
 pub struct OutputConfig {
     /// Worker threads for `replay` when `--threads` is not given; 0 = number of cores.
     pub threads: usize,
+    /// Calls held back to put them in request-time order (`output.reorder_max_calls`).
+    pub reorder_max_calls: usize,
+    /// How far capture timestamps may run backwards (`output.reorder_slack_ms`).
+    pub reorder_slack_ms: u64,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { threads: 0 }
+        OutputConfig {
+            threads: 0,
+            reorder_max_calls: 200_000,
+            reorder_slack_ms: 1_000,
+        }
+    }
+}
+
+/// `[http]`: bounds of the HTTP stage (mirrors `apiscope_http::HttpConfig`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    pub body_prefix_bytes: usize,
+    pub max_decoded_bytes: u64,
+    pub max_decode_ratio: u64,
+    pub max_pending: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        let d = HttpConfig::default();
+        HttpSection {
+            max_head_bytes: d.max_head_bytes,
+            max_headers: d.max_headers,
+            body_prefix_bytes: d.body_prefix_bytes,
+            max_decoded_bytes: d.max_decoded_bytes,
+            max_decode_ratio: d.max_decode_ratio,
+            max_pending: d.max_pending,
+        }
     }
 }
 
@@ -31,10 +66,24 @@ pub struct Config {
     pub flow: FlowConfig,
     pub reassembly: ReasmConfig,
     pub frag: FragConfig,
+    pub http: HttpSection,
     pub output: OutputConfig,
 }
 
 impl Config {
+    pub fn http_config(&self) -> HttpConfig {
+        let h = &self.http;
+        HttpConfig {
+            max_head_bytes: h.max_head_bytes,
+            max_headers: h.max_headers,
+            body_prefix_bytes: h.body_prefix_bytes,
+            max_decoded_bytes: h.max_decoded_bytes,
+            max_decode_ratio: h.max_decode_ratio,
+            max_pending: h.max_pending,
+            ..HttpConfig::default()
+        }
+    }
+
     pub fn engine(&self) -> EngineConfig {
         EngineConfig {
             decode: self.capture.clone(),
@@ -86,6 +135,12 @@ pub fn parse(text: &str) -> Result<Config, Vec<String>> {
         take_table(&mut table, "frag", &mut errors),
         "frag",
         &mut cfg.frag,
+        &mut errors,
+    );
+    section(
+        take_table(&mut table, "http", &mut errors),
+        "http",
+        &mut cfg.http,
         &mut errors,
     );
     section(
@@ -195,6 +250,8 @@ mod tests {
         let d = Config::default();
         assert_eq!(format!("{:?}", c.engine()), format!("{:?}", d.engine()));
         assert_eq!(format!("{:?}", c.live), format!("{:?}", d.live));
+        assert_eq!(format!("{:?}", c.http), format!("{:?}", d.http));
+        assert_eq!(format!("{:?}", c.output), format!("{:?}", d.output));
     }
 
     #[test]

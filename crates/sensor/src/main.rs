@@ -4,6 +4,7 @@
 //! files and exits; `check-config` validates a configuration file. Exit status: 0 success,
 //! 2 usage or configuration error, 1 any other failure.
 
+mod calls;
 mod config;
 mod replay;
 

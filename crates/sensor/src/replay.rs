@@ -5,16 +5,21 @@
 //! nothing is copied between them; the results are merged in a fixed order, so the output
 //! does not depend on N.
 
+use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use apiscope_capture::{
-    CloseReason, ConnMeta, Counters, Engine, EngineConfig, FileSource, SourceError, StreamEvent,
-    StreamHandler,
+    CloseReason, ConnMeta, Counters, Duration, Engine, FileSource, SourceError, StreamEvent,
+    StreamHandler, Timestamp,
 };
+use apiscope_http::{Call, HttpConfig, HttpConn, HttpStats};
 use clap::Args;
 
+use crate::calls::{self, Batch, CallLine, Merger};
 use crate::config::{self, Config};
 use crate::Failure;
 
@@ -29,6 +34,9 @@ pub struct ReplayArgs {
     /// Worker threads (default: the configuration's output.threads, else the number of cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Write every HTTP call as JSON Lines to this file (`-` = stdout).
+    #[arg(long)]
+    calls: Option<PathBuf>,
     /// Print every non-zero counter to stderr after the summary.
     #[arg(long)]
     stats: bool,
@@ -139,27 +147,148 @@ impl StreamReport {
     }
 }
 
+/// Per-connection state of the replay pipeline: stream statistics and the HTTP parser.
+struct PipeConn {
+    stats: ConnStats,
+    http: HttpConn,
+    /// This connection's entry in `Pipeline::pending`.
+    pending: Option<Timestamp>,
+}
+
+/// The worker's stream handler: stream statistics, then HTTP, then serialised calls.
+struct Pipeline {
+    report: StreamReport,
+    http_cfg: HttpConfig,
+    http_stats: HttpStats,
+    scratch: Vec<Call>,
+    lines: Vec<CallLine>,
+    write_calls: bool,
+    calls: u64,
+    /// Oldest unfinished request per connection: (time, connection id).
+    pending: BTreeSet<(Timestamp, u64)>,
+}
+
+impl Pipeline {
+    fn new(http_cfg: HttpConfig, write_calls: bool) -> Self {
+        Pipeline {
+            report: StreamReport::default(),
+            http_cfg,
+            http_stats: HttpStats::default(),
+            scratch: Vec::new(),
+            lines: Vec::new(),
+            write_calls,
+            calls: 0,
+            pending: BTreeSet::new(),
+        }
+    }
+
+    /// No call still to come from this worker starts before this.
+    fn watermark(&self, now: Timestamp, slack: Duration) -> Timestamp {
+        let floor = Timestamp::from_nanos(now.as_nanos().saturating_sub(slack.as_nanos()));
+        match self.pending.first() {
+            Some(&(t, _)) => t.min(floor),
+            None => floor,
+        }
+    }
+}
+
+impl StreamHandler for Pipeline {
+    type Conn = PipeConn;
+
+    fn open(&mut self, meta: &ConnMeta) -> PipeConn {
+        let certain = meta.orientation == apiscope_capture::Orientation::Handshake;
+        PipeConn {
+            stats: self.report.open(meta),
+            http: HttpConn::new(&self.http_cfg, certain),
+            pending: None,
+        }
+    }
+
+    fn event(&mut self, conn: &mut PipeConn, meta: &ConnMeta, ev: StreamEvent<'_>) {
+        self.report.event(&mut conn.stats, meta, ev);
+        let (cfg, stats, out) = (&self.http_cfg, &mut self.http_stats, &mut self.scratch);
+        match ev {
+            StreamEvent::Data { dir, ts, data } => conn.http.on_data(cfg, dir, ts, data, out, stats),
+            StreamEvent::Gap { dir, ts, len } => conn.http.on_gap(cfg, dir, ts, len, out, stats),
+            StreamEvent::Closed { ts, .. } => conn.http.on_close(cfg, ts, out, stats),
+            StreamEvent::Anomaly { .. } => {}
+        }
+        let swapped = conn.http.roles_swapped();
+        for call in self.scratch.drain(..) {
+            self.calls += 1;
+            if self.write_calls {
+                self.lines.push(calls::line(&call, meta, swapped));
+            }
+        }
+        let earliest = match ev {
+            StreamEvent::Closed { .. } => None,
+            _ => conn.http.earliest_pending(),
+        };
+        if earliest != conn.pending {
+            if let Some(t) = conn.pending {
+                self.pending.remove(&(t, meta.id));
+            }
+            if let Some(t) = earliest {
+                self.pending.insert((t, meta.id));
+            }
+            conn.pending = earliest;
+        }
+    }
+
+    fn conn_memory(&self, conn: &PipeConn) -> usize {
+        conn.http.memory()
+    }
+}
+
 /// What one worker returns.
 struct WorkerResult {
     counters: Counters,
     report: StreamReport,
+    http: HttpStats,
+    calls: u64,
     /// Files that ended early (truncated or damaged), as warnings.
     warnings: Vec<String>,
 }
 
-fn worker(
-    files: &[PathBuf],
-    cfg: EngineConfig,
+/// Calls sent to the merger per batch.
+const BATCH: usize = 1024;
+
+struct WorkerCtx<'a> {
+    files: &'a [PathBuf],
+    cfg: &'a Config,
     shard: u64,
     shards: u64,
-) -> Result<WorkerResult, SourceError> {
-    let mut engine = Engine::new(cfg, StreamReport::default()).with_shard(shard, shards);
+    calls_tx: Option<SyncSender<Batch>>,
+}
+
+fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
+    let handler = Pipeline::new(w.cfg.http_config(), w.calls_tx.is_some());
+    let mut engine = Engine::new(w.cfg.engine(), handler).with_shard(w.shard, w.shards);
+    let slack = Duration::from_millis(w.cfg.output.reorder_slack_ms);
     let mut warnings = Vec::new();
-    for path in files {
+    let send = |engine: &mut Engine<Pipeline>, last: bool| {
+        let Some(tx) = &w.calls_tx else { return };
+        let now = engine.now();
+        let h = engine.handler_mut();
+        let watermark = (!last).then(|| h.watermark(now, slack));
+        let lines = std::mem::take(&mut h.lines);
+        // A closed receiver means the writer failed; it reports that itself.
+        let _ = tx.send(Batch {
+            worker: w.shard as usize,
+            lines,
+            watermark,
+        });
+    };
+    for path in w.files {
         let mut src = FileSource::open(path)?;
         loop {
             match src.next_packet() {
-                Ok(Some(p)) => engine.process(p.ts, p.link, p.data, p.wire_len),
+                Ok(Some(p)) => {
+                    engine.process(p.ts, p.link, p.data, p.wire_len);
+                    if engine.handler().lines.len() >= BATCH {
+                        send(&mut engine, false);
+                    }
+                }
                 Ok(None) => break,
                 Err(e @ SourceError::Truncated { .. }) => {
                     warnings.push(e.to_string());
@@ -170,14 +299,26 @@ fn worker(
         }
     }
     engine.finish();
+    send(&mut engine, true);
     let counters = engine.counters().clone();
-    let mut report = engine.into_handler();
+    let p = engine.into_handler();
+    let mut report = p.report;
     trim_top(&mut report.top);
     Ok(WorkerResult {
         counters,
         report,
+        http: p.http_stats,
+        calls: p.calls,
         warnings,
     })
+}
+
+fn open_output(path: &std::path::Path) -> anyhow::Result<Box<dyn Write + Send>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout())));
+    }
+    let f = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Box::new(std::io::BufWriter::with_capacity(1 << 16, f)))
 }
 
 pub fn run(args: ReplayArgs) -> Result<(), Failure> {
@@ -196,30 +337,59 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     for path in &args.captures {
         FileSource::open(path).map_err(anyhow::Error::from)?;
     }
+    let calls_out = args.calls.as_deref().map(open_output).transpose()?;
     let started = Instant::now();
-    let engine_cfg = cfg.engine();
-    let results: Vec<Result<WorkerResult, SourceError>> = std::thread::scope(|s| {
+    let (results, written) = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(threads * 4);
+        let writer = calls_out.map(|out| {
+            let max_held = cfg.output.reorder_max_calls;
+            s.spawn(move || -> std::io::Result<(u64, u64)> {
+                let mut m = Merger::new(out, threads, max_held);
+                for b in rx {
+                    m.push(b)?;
+                }
+                m.finish()
+            })
+        });
         let handles: Vec<_> = (0..threads as u64)
             .map(|i| {
-                let files = &args.captures;
-                let c = engine_cfg.clone();
-                s.spawn(move || worker(files, c, i, threads as u64))
+                let ctx = WorkerCtx {
+                    files: &args.captures,
+                    cfg: &cfg,
+                    shard: i,
+                    shards: threads as u64,
+                    calls_tx: writer.is_some().then(|| tx.clone()),
+                };
+                s.spawn(move || worker(ctx))
             })
             .collect();
-        handles
+        drop(tx);
+        let results: Vec<_> = handles
             .into_iter()
             .map(|h| h.join().expect("replay worker panicked"))
-            .collect()
+            .collect();
+        let written = writer.map(|w| w.join().expect("calls writer panicked"));
+        (results, written)
     });
     let mut counters = Counters::default();
     let mut report = StreamReport::default();
+    let mut http = HttpStats::default();
+    let mut calls = 0;
     let mut warnings = Vec::new();
     for r in results {
         let r = r.context("replay failed")?;
         counters.merge(&r.counters);
         report.merge(r.report);
+        http.merge(&r.http);
+        calls += r.calls;
         if warnings.is_empty() {
             warnings = r.warnings;
+        }
+    }
+    if let Some(w) = written {
+        let (_, late) = w.context("writing calls failed")?;
+        if late > 0 {
+            warnings.push(format!("{late} calls written out of request-time order (raise output.reorder_max_calls)"));
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -227,12 +397,12 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         eprintln!("apiscope: warning: {w}");
     }
     if args.report {
-        print_report(&report, &counters);
+        print_report(&report, &counters, &http, calls);
     }
-    eprintln!("{}", summary_line(&counters, &report, 0, elapsed));
+    eprintln!("{}", summary_line(&counters, &report, calls, elapsed));
     if args.stats {
-        for (name, v) in counters.iter().filter(|(_, v)| *v > 0) {
-            eprintln!("  {name:<24} {v}");
+        for (name, v) in counters.iter().chain(http.iter()).filter(|(_, v)| *v > 0) {
+            eprintln!("  {name:<28} {v}");
         }
     }
     Ok(())
@@ -270,7 +440,8 @@ fn summary_line(c: &Counters, r: &StreamReport, calls: u64, elapsed: f64) -> Str
     )
 }
 
-fn print_report(r: &StreamReport, c: &Counters) {
+fn print_report(r: &StreamReport, c: &Counters, http: &HttpStats, calls: u64) {
+    println!("HTTP calls: {calls}");
     println!(
         "Connections: {} ({} with handshake, {} picked up mid-stream)",
         r.connections, r.handshake, r.midstream
@@ -296,7 +467,7 @@ fn print_report(r: &StreamReport, c: &Counters) {
     }
     println!();
     println!("Counters:");
-    for (name, v) in c.iter().filter(|(_, v)| *v > 0) {
+    for (name, v) in c.iter().chain(http.iter()).filter(|(_, v)| *v > 0) {
         println!("  {name:<24} {v}");
     }
 }
