@@ -1,1 +1,99 @@
-//! apiscope-http (in progress).
+//! apiscope-http: HTTP/1.x API calls from the two reassembled byte streams of a TCP
+//! connection.
+//!
+//! # Main types
+//!
+//! - [`HttpConn`]: the parser state of one connection. The capture layer's stream events
+//!   go in ([`HttpConn::on_data`], [`HttpConn::on_gap`], [`HttpConn::on_close`]); finished
+//!   [`Call`]s come out, appended to a `Vec` the caller owns and drains.
+//! - [`HttpConfig`]: the bounds (head size, header count, body prefix, decoded size and
+//!   ratio, pending requests, ...), shared by all connections of a worker.
+//! - [`HttpStats`]: a worker's counters; every bound and every [`Anomaly`] kind has one.
+//! - [`Call`]: a [`Request`] paired with its [`Response`] (if any), the [`Anomalies`] seen
+//!   in either, and its index on the connection.
+//!
+//! # How they cooperate
+//!
+//! Each direction of a connection is a push parser: it is handed whatever bytes arrived,
+//! parses heads with `httparse` straight from that slice when they are complete, and copies
+//! into its own buffer only an incomplete head (bounded by `max_head_bytes`). Body bytes are
+//! never buffered: they are counted, decoded as they stream by (gzip, deflate, stacked
+//! codings, limited against decompression bombs) and only the first `body_prefix_bytes` of
+//! the decoded body are kept.
+//!
+//! Requests are paired with responses first-in first-out, which covers pipelining; a
+//! response that arrives before its request (a hole in the request direction) waits for it.
+//! Gaps are normal input: a gap inside a Content-Length body is accounted for and parsing
+//! goes on at the message boundary; elsewhere the message ends truncated and the parser
+//! scans for the next plausible message start. Connections whose first bytes cannot start
+//! an HTTP message are given up ([`HttpConn::is_http`] becomes `Some(false)`), whatever the
+//! port.
+//!
+//! # Decisions on ambiguous input
+//!
+//! - **HTTP/0.9**: a request line with a known method, an origin or absolute target and no
+//!   version is a request with [`Version::Http09`] and anomaly [`Anomaly::Http09`] (header
+//!   lines sent right after it are read). If the server's answer does not start with
+//!   `HTTP/`, it is the head-less 0.9 response: status 0, version 0.9, no headers, and the
+//!   rest of the server stream as body.
+//! - **Transfer-Encoding**: framing follows what a lenient server does: chunked when any
+//!   element, trimmed of all whitespace (VT and FF too) and lowercased, is `chunked`
+//!   (`chunked, identity`, `\x0bchunked`, `Chunked`); an unrecognisable value (an RFC 2047
+//!   word) is ignored for framing and Content-Length applies. Anything but an exact list of
+//!   known lowercase codings with `chunked` once and last is flagged
+//!   [`Anomaly::ObfuscatedTransferEncoding`].
+//! - **Content-Length**: with differing values the first is used
+//!   ([`Anomaly::ConflictingContentLength`]); with Transfer-Encoding too, chunked wins
+//!   ([`Anomaly::AmbiguousFraming`]).
+//! - **Orphan responses**: a response without a request is held (at most `max_pending`) and
+//!   paired with the next request parsed; those left at close are counted
+//!   (`orphan_responses`) and dropped, since a response alone is not a call.
+//! - **Dropped heads** (oversized, too many headers, unparseable, lost in a gap): no call, but
+//!   a dropped request still absorbs one response so later pairs stay aligned, and a dropped
+//!   response leaves its request answered by `None`.
+//!
+//! # Example
+//!
+//! ```
+//! use apiscope_capture::{Direction, Timestamp};
+//! use apiscope_http::{HttpConfig, HttpConn, HttpStats};
+//!
+//! let cfg = HttpConfig::default();
+//! let mut stats = HttpStats::default();
+//! let mut calls = Vec::new();
+//! let mut conn = HttpConn::new(&cfg, true);
+//!
+//! let t0 = Timestamp::from_secs(1);
+//! let t1 = Timestamp::from_secs(2);
+//! conn.on_data(&cfg, Direction::ToServer, t0,
+//!     b"GET /users/7?full=1 HTTP/1.1\r\nHost: api.example\r\n\r\n", &mut calls, &mut stats);
+//! assert_eq!(conn.earliest_pending(), Some(t0));
+//! conn.on_data(&cfg, Direction::ToClient, t1,
+//!     b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"id\":7}\n", &mut calls, &mut stats);
+//!
+//! let call = calls.pop().expect("one call");
+//! assert_eq!(call.request.method, "GET");
+//! assert_eq!(call.request.host(), Some("api.example"));
+//! assert_eq!(call.request.path(), "/users/7");
+//! let response = call.response.expect("answered");
+//! assert_eq!(response.status, 200);
+//! assert_eq!(response.body.prefix, b"{\"id\":7}\n");
+//! assert!(call.anomalies.is_empty());
+//! assert_eq!(stats.calls, 1);
+//! assert_eq!(conn.is_http(), Some(true));
+//! ```
+
+mod anomaly;
+mod body;
+mod config;
+mod conn;
+mod decode;
+mod head;
+mod message;
+mod stats;
+
+pub use anomaly::{Anomalies, Anomaly};
+pub use config::HttpConfig;
+pub use conn::HttpConn;
+pub use message::{Body, Call, Header, Request, Response, Version};
+pub use stats::HttpStats;

@@ -1,0 +1,169 @@
+//! Body accumulation: counts, the bounded prefix, gaps, and streaming decoding.
+
+use crate::anomaly::{Anomalies, Anomaly};
+use crate::config::HttpConfig;
+use crate::decode::{Coding, Decoder, Sink, Stop, MAX_LAYERS};
+use crate::message::Body;
+use crate::stats::HttpStats;
+
+enum Plan {
+    /// No coding: the prefix is the wire body.
+    Plain,
+    /// Codings known; the decoder is created when the first byte arrives (an empty body
+    /// costs nothing). `Err` holds why decoding is impossible, reported on the first byte.
+    Pending(Result<Vec<Coding>, Anomaly>),
+    Active(Box<Decoder>),
+    /// Decoding stopped (gap or bomb limit): `decoded` and the prefix are final.
+    Stopped,
+    /// Decoding failed or was impossible: the body is reported undecoded.
+    Failed,
+}
+
+/// Builds a [`Body`] from the bytes and gaps of one message.
+pub(crate) struct BodyAcc {
+    body: Body,
+    plan: Plan,
+    /// The undecoded prefix, kept while decoding in case decoding fails.
+    raw_prefix: Vec<u8>,
+    decoded: u64,
+    had_gap: bool,
+}
+
+impl BodyAcc {
+    /// `encoding`: codings in the order they were applied (lowercase, no `identity`).
+    pub(crate) fn new(cfg: &HttpConfig, encoding: Vec<String>) -> Self {
+        let plan = if encoding.is_empty() {
+            Plan::Plain
+        } else if encoding.len() > cfg.max_encoding_layers.min(MAX_LAYERS) {
+            Plan::Pending(Err(Anomaly::TooManyEncodings))
+        } else {
+            let codings: Option<Vec<Coding>> =
+                encoding.iter().map(|n| Coding::from_name(n)).collect();
+            Plan::Pending(codings.ok_or(Anomaly::DecodeError))
+        };
+        BodyAcc {
+            body: Body {
+                encoding,
+                ..Body::default()
+            },
+            plan,
+            raw_prefix: Vec::new(),
+            decoded: 0,
+            had_gap: false,
+        }
+    }
+
+    /// A body that will never receive bytes.
+    pub(crate) fn empty() -> Self {
+        BodyAcc {
+            body: Body::default(),
+            plan: Plan::Plain,
+            raw_prefix: Vec::new(),
+            decoded: 0,
+            had_gap: false,
+        }
+    }
+
+    pub(crate) fn data(
+        &mut self,
+        cfg: &HttpConfig,
+        data: &[u8],
+        anomalies: &mut Anomalies,
+        stats: &mut HttpStats,
+    ) {
+        if data.is_empty() {
+            return;
+        }
+        self.body.wire_bytes += data.len() as u64;
+        let limit = cfg.body_prefix_bytes;
+        if let Plan::Pending(p) = &mut self.plan {
+            self.plan = match std::mem::replace(p, Ok(Vec::new())) {
+                Ok(codings) => Plan::Active(Box::new(Decoder::new(&codings))),
+                Err(a) => {
+                    anomalies.insert(a);
+                    stats.anomaly(a);
+                    Plan::Failed
+                }
+            };
+        }
+        match &mut self.plan {
+            Plan::Plain | Plan::Failed => append_bounded(&mut self.body.prefix, data, limit),
+            Plan::Active(dec) => {
+                append_bounded(&mut self.raw_prefix, data, limit);
+                let mut sink = Sink {
+                    prefix: &mut self.body.prefix,
+                    prefix_limit: limit,
+                    decoded: self.decoded,
+                    encoded: self.body.wire_bytes,
+                    max_decoded: cfg.max_decoded_bytes,
+                    max_ratio: cfg.max_decode_ratio,
+                };
+                let r = dec.feed(data, &mut sink);
+                self.decoded = sink.decoded;
+                match r {
+                    Ok(()) => {}
+                    Err(Stop::Error) => {
+                        anomalies.insert(Anomaly::DecodeError);
+                        stats.anomaly(Anomaly::DecodeError);
+                        self.body.prefix = std::mem::take(&mut self.raw_prefix);
+                        self.plan = Plan::Failed;
+                    }
+                    Err(Stop::Bomb) => {
+                        anomalies.insert(Anomaly::DecompressionBomb);
+                        stats.anomaly(Anomaly::DecompressionBomb);
+                        self.body.truncated = true;
+                        self.raw_prefix = Vec::new();
+                        self.plan = Plan::Stopped;
+                    }
+                }
+            }
+            Plan::Stopped | Plan::Pending(_) => {}
+        }
+    }
+
+    /// `len` bytes of this body were not captured.
+    pub(crate) fn gap(&mut self, len: u64, anomalies: &mut Anomalies, stats: &mut HttpStats) {
+        self.body.gap_bytes = self.body.gap_bytes.saturating_add(len);
+        self.body.truncated = true;
+        if !self.had_gap {
+            self.had_gap = true;
+            anomalies.insert(Anomaly::BodyGap);
+            stats.anomaly(Anomaly::BodyGap);
+        }
+        if matches!(self.plan, Plan::Active(_) | Plan::Pending(Ok(_))) {
+            // A compressed stream cannot continue across missing bytes.
+            self.plan = Plan::Stopped;
+            self.raw_prefix = Vec::new();
+        }
+    }
+
+    pub(crate) fn finish(
+        mut self,
+        cfg: &HttpConfig,
+        truncated: bool,
+        stats: &mut HttpStats,
+    ) -> Body {
+        self.body.truncated |= truncated;
+        self.body.bytes = match self.plan {
+            Plan::Plain | Plan::Failed => self.body.wire_bytes,
+            Plan::Pending(_) | Plan::Active(_) | Plan::Stopped => self.decoded,
+        };
+        if self.body.bytes > cfg.body_prefix_bytes as u64 {
+            stats.bodies_beyond_prefix += 1;
+        }
+        self.body
+    }
+
+    pub(crate) fn heap_size(&self) -> usize {
+        let dec = match &self.plan {
+            Plan::Active(d) => d.heap_estimate(),
+            _ => 0,
+        };
+        self.body.heap_size() + self.raw_prefix.capacity() + dec
+    }
+}
+
+fn append_bounded(prefix: &mut Vec<u8>, data: &[u8], limit: usize) {
+    let room = limit.saturating_sub(prefix.len());
+    prefix.extend_from_slice(&data[..room.min(data.len())]);
+}

@@ -1,0 +1,1652 @@
+//! The per-connection state machine: two directions, each a push parser, and the queue
+//! that pairs requests with responses.
+//!
+//! Each direction ([`Side`]) is fed slices as they arrive. A step looks at the bytes and
+//! either makes progress (consumes some, or changes state) or needs more. Bytes a step needs
+//! more of (a head, chunk-size line, trailer line or resync candidate split across packets)
+//! are copied into the direction's buffer, bounded by `max_head_bytes`; everything else is
+//! parsed straight from the caller's slice.
+
+use std::collections::VecDeque;
+use std::mem;
+
+use apiscope_capture::{Direction, Timestamp};
+
+use crate::anomaly::{Anomalies, Anomaly};
+use crate::body::BodyAcc;
+use crate::config::HttpConfig;
+use crate::head::{
+    analyse_framing, classify_start, find_head_end, find_lf, parse_chunk_size, parse_header_block,
+    parse_request_head, parse_response_head, resync_candidate, scan_request_line, scan_status_line,
+    Framing, HeadError, ReqHead, ReqLine, RespHead, Scan, Start,
+};
+use crate::message::{Call, Request, Response, Version};
+use crate::stats::HttpStats;
+
+/// A direction's buffer keeps its capacity between uses up to this size.
+const KEEP_BUF_CAPACITY: usize = 4096;
+
+/// Steps in a row that consume nothing before the parser forces a byte of progress (a
+/// safety net; every state change is meant to lead to consumption).
+const MAX_STALLS: u32 = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside chunk data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after chunk data.
+    DataEnd,
+    /// Inside the trailer section, this many bytes seen.
+    Trailers(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyState {
+    Length(u64),
+    Chunked(Chunk),
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Nothing seen yet: the first bytes decide whether this is HTTP, and the roles.
+    Start,
+    /// Expecting a message head.
+    Head,
+    /// Scanning for a plausible message start; `line_start`: the next byte begins a line.
+    Resync {
+        line_start: bool,
+    },
+    Body(BodyState),
+    /// After a CONNECT request: bytes are held (bounded) until the response says whether a
+    /// tunnel opened.
+    ConnectWait,
+    /// Upgraded or tunnelled: nothing more is HTTP.
+    Tunnel,
+}
+
+enum Step {
+    /// Consumed this many bytes (possibly 0 when the state changed).
+    Progress(usize),
+    /// All the given bytes are an incomplete unit; keep them.
+    NeedMore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Requests,
+    Responses,
+    Unknown,
+}
+
+/// Where the bytes handed to a step came from, for timestamps: the first `old_len` were
+/// buffered earlier (first byte at `ts_old`), the rest arrived at `ts_now`.
+#[derive(Clone, Copy)]
+struct Ctx {
+    ts_old: Timestamp,
+    old_len: usize,
+    ts_now: Timestamp,
+}
+
+impl Ctx {
+    fn ts_at(&self, off: usize) -> Timestamp {
+        if off < self.old_len {
+            self.ts_old
+        } else {
+            self.ts_now
+        }
+    }
+}
+
+/// What the response parser needs to know about the request it answers.
+#[derive(Debug, Clone, Copy, Default)]
+struct ReqInfo {
+    head: bool,
+    connect: bool,
+    http09: bool,
+}
+
+enum MsgHead {
+    Req(ReqHead),
+    Resp { head: RespHead, interim: Vec<u16> },
+}
+
+/// A message whose head is parsed and whose body is in progress.
+struct Msg {
+    head: MsgHead,
+    ts: Timestamp,
+    ts_end: Timestamp,
+    body: BodyAcc,
+    anomalies: Anomalies,
+    /// Request: its transaction.
+    txn: u64,
+    /// Request: CONNECT. Response: answers a CONNECT.
+    connect: bool,
+    /// Response: the connection stops being HTTP after it.
+    tunnel_after: bool,
+    head_bytes: usize,
+}
+
+struct Side {
+    state: State,
+    buf: Vec<u8>,
+    /// Capture time of the first byte in `buf`.
+    buf_ts: Timestamp,
+    /// Where the search for the end of a head resumes in `buf`.
+    scan_from: usize,
+    /// `buf` holds a complete HTTP/0.9 request line; whether headers follow is unknown
+    /// until more bytes come, or the server answers.
+    await_09: bool,
+    /// Process `buf` again without new input (the state changed from outside).
+    kick: bool,
+    cur: Option<Msg>,
+    /// Interim statuses seen before the next final response.
+    interim: Vec<u16>,
+    /// Anomalies of dropped messages, for the next message of this direction.
+    carry: Anomalies,
+    /// Response side: the transaction the response in progress answers.
+    claim: Option<u64>,
+}
+
+impl Side {
+    fn new() -> Self {
+        Side {
+            state: State::Start,
+            buf: Vec::new(),
+            buf_ts: Timestamp::ZERO,
+            scan_from: 0,
+            await_09: false,
+            kick: false,
+            cur: None,
+            interim: Vec::new(),
+            carry: Anomalies::new(),
+            claim: None,
+        }
+    }
+
+    fn buf_has_content(&self) -> bool {
+        self.buf.iter().any(|b| !matches!(b, b'\r' | b'\n'))
+    }
+}
+
+enum Slot {
+    Waiting,
+    /// A response head for it was parsed; its body is in progress.
+    Claimed,
+    /// `None`: the response was lost (dropped head, gap).
+    Answered(Option<Response>),
+}
+
+/// A request in flight and what answered it.
+struct Txn {
+    id: u64,
+    /// `None` for a placeholder: a request whose head was dropped. It absorbs one response
+    /// so that pairing stays aligned, and never becomes a call.
+    seq: Option<u64>,
+    ts: Timestamp,
+    req: Option<Request>,
+    info: ReqInfo,
+    slot: Slot,
+    anomalies: Anomalies,
+    /// Heap bytes of `req` and the response, counted in `HttpConn::queued_bytes`.
+    bytes: usize,
+}
+
+/// HTTP/1.x parser state of one TCP connection.
+///
+/// Feed it the connection's stream events with [`on_data`](HttpConn::on_data),
+/// [`on_gap`](HttpConn::on_gap) and [`on_close`](HttpConn::on_close); completed calls are
+/// appended to `out` in request order. The same [`HttpConfig`] and a per-worker
+/// [`HttpStats`] are passed to every call. No method panics, whatever the bytes.
+pub struct HttpConn {
+    sides: [Side; 2],
+    /// The capture direction that carries requests, once known.
+    req_dir: Option<Direction>,
+    /// Picked up mid-stream: the first bytes need not start a message.
+    mid_stream: bool,
+    is_http: Option<bool>,
+    closed: bool,
+    pending: VecDeque<Txn>,
+    /// Complete responses that arrived before any request they could answer.
+    held: VecDeque<(Response, Anomalies, usize)>,
+    queued_bytes: usize,
+    next_id: u64,
+    next_seq: u64,
+    undecided_skipped: u64,
+}
+
+impl std::fmt::Debug for HttpConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConn")
+            .field("is_http", &self.is_http)
+            .field("req_dir", &self.req_dir)
+            .field("states", &[self.sides[0].state, self.sides[1].state])
+            .field("pending", &self.pending.len())
+            .field("held", &self.held.len())
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+fn dir_of(d: usize) -> Direction {
+    if d == 0 {
+        Direction::ToServer
+    } else {
+        Direction::ToClient
+    }
+}
+
+fn flag(anomalies: &mut Anomalies, a: Anomaly, stats: &mut HttpStats) {
+    if !anomalies.contains(a) {
+        anomalies.insert(a);
+        stats.anomaly(a);
+    }
+}
+
+impl HttpConn {
+    /// State for a new connection. `orientation_certain`: the capture layer saw the
+    /// handshake, so `ToServer` carries requests and the first bytes are the stream's
+    /// start. Otherwise the connection was picked up mid-stream: roles are decided by
+    /// content and the first bytes may be inside a message.
+    pub fn new(_cfg: &HttpConfig, orientation_certain: bool) -> Self {
+        HttpConn {
+            sides: [Side::new(), Side::new()],
+            req_dir: orientation_certain.then_some(Direction::ToServer),
+            mid_stream: !orientation_certain,
+            is_http: None,
+            closed: false,
+            pending: VecDeque::new(),
+            held: VecDeque::new(),
+            queued_bytes: 0,
+            next_id: 0,
+            next_seq: 0,
+            undecided_skipped: 0,
+        }
+    }
+
+    /// The next in-order bytes of `dir`, captured at `ts`. `data` is only borrowed.
+    pub fn on_data(
+        &mut self,
+        cfg: &HttpConfig,
+        dir: Direction,
+        ts: Timestamp,
+        data: &[u8],
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) {
+        if !self.live() || data.is_empty() {
+            return;
+        }
+        let d = dir.index();
+        if self.kind(d) == Kind::Responses {
+            // The server answers: a bare HTTP/0.9 request line is complete.
+            self.flush_09(cfg, 1 - d, out, stats);
+        }
+        self.feed(cfg, d, ts, data, false, out, stats);
+        for o in 0..2 {
+            if self.sides[o].kick {
+                self.sides[o].kick = false;
+                self.feed(cfg, o, ts, &[], true, out, stats);
+            }
+        }
+    }
+
+    /// `len` bytes of `dir` were never captured.
+    pub fn on_gap(
+        &mut self,
+        cfg: &HttpConfig,
+        dir: Direction,
+        ts: Timestamp,
+        len: u64,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) {
+        if !self.live() || len == 0 {
+            return;
+        }
+        let d = dir.index();
+        stats.gaps += 1;
+        stats.gap_bytes = stats.gap_bytes.saturating_add(len);
+        self.flush_09(cfg, d, out, stats);
+        let kind = self.kind(d);
+        let side = &mut self.sides[d];
+        let buffered = side.buf.len();
+        let had_content = side.buf_has_content();
+        side.buf.clear();
+        side.scan_from = 0;
+        side.await_09 = false;
+        match side.state {
+            State::Start | State::Resync { .. } => {
+                side.state = State::Resync { line_start: true };
+                self.skip_count(cfg, buffered, stats);
+            }
+            State::Head => {
+                side.state = State::Resync { line_start: true };
+                if had_content {
+                    stats.heads_lost_to_gap += 1;
+                    match kind {
+                        Kind::Requests => {
+                            self.push_txn(cfg, ts, ReqInfo::default(), false, out, stats);
+                        }
+                        _ => self.lose_response(None, out, stats),
+                    }
+                }
+            }
+            State::Body(BodyState::Length(rem)) => {
+                let g = len.min(rem);
+                self.body_gap(d, g, ts, stats);
+                if g == rem {
+                    self.finish(cfg, d, None, true, out, stats);
+                    if len > g {
+                        self.resync_after_message(d);
+                    }
+                } else {
+                    self.sides[d].state = State::Body(BodyState::Length(rem - g));
+                }
+            }
+            State::Body(BodyState::Chunked(Chunk::Data(rem))) if len <= rem => {
+                // The gap stays inside the current chunk: its end is still known.
+                self.body_gap(d, len, ts, stats);
+                let next = if len == rem {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(rem - len)
+                };
+                self.sides[d].state = State::Body(BodyState::Chunked(next));
+            }
+            State::Body(BodyState::Chunked(_)) => {
+                self.body_gap(d, len, ts, stats);
+                self.finish(cfg, d, None, true, out, stats);
+                self.resync_after_message(d);
+            }
+            State::Body(BodyState::Close) => self.body_gap(d, len, ts, stats),
+            State::ConnectWait | State::Tunnel => {}
+        }
+    }
+
+    /// The connection ended. Close-delimited bodies end here; bodies still expecting bytes
+    /// end truncated; every request still waiting is emitted (with `response: None` when
+    /// unanswered); responses that never found a request are counted and dropped.
+    pub fn on_close(
+        &mut self,
+        cfg: &HttpConfig,
+        _ts: Timestamp,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) {
+        if self.closed {
+            return;
+        }
+        if self.is_http == Some(false) {
+            self.closed = true;
+            return;
+        }
+        for d in 0..2 {
+            self.flush_09(cfg, d, out, stats);
+        }
+        let order = match self.req_dir {
+            Some(r) => [r.index(), 1 - r.index()],
+            None => [0, 1],
+        };
+        for d in order {
+            let side = &mut self.sides[d];
+            match side.state {
+                State::Body(BodyState::Close) => self.finish(cfg, d, None, false, out, stats),
+                State::Body(_) => {
+                    stats.bodies_truncated_by_close += 1;
+                    self.finish(cfg, d, None, true, out, stats);
+                }
+                State::Head if side.buf_has_content() => stats.heads_lost_to_close += 1,
+                State::Start | State::Resync { .. } => {
+                    stats.resync_skipped_bytes += side.buf.len() as u64;
+                }
+                _ => {}
+            }
+        }
+        while let Some(t) = self.pending.pop_front() {
+            self.emit(t, out, stats);
+        }
+        stats.orphan_responses += self.held.len() as u64;
+        self.held.clear();
+        self.queued_bytes = 0;
+        for s in &mut self.sides {
+            s.buf = Vec::new();
+            s.interim = Vec::new();
+            s.cur = None;
+        }
+        self.closed = true;
+    }
+
+    /// True when content showed that the capture layer's client is the server (possible
+    /// only when the orientation was not certain).
+    pub fn roles_swapped(&self) -> bool {
+        self.req_dir == Some(Direction::ToClient)
+    }
+
+    /// Capture time of the oldest request (complete or still partial) not yet emitted as
+    /// a call; `None` when there is none.
+    pub fn earliest_pending(&self) -> Option<Timestamp> {
+        if let Some(t) = self.pending.iter().find(|t| t.seq.is_some()) {
+            return Some(t.ts);
+        }
+        (0..2)
+            .filter(|d| self.kind(*d) != Kind::Responses)
+            .map(|d| &self.sides[d])
+            .filter(|s| matches!(s.state, State::Start | State::Head) && s.buf_has_content())
+            .map(|s| s.buf_ts)
+            .min()
+    }
+
+    /// Approximate heap bytes held: buffers, messages in progress and waiting, decoders.
+    pub fn memory(&self) -> usize {
+        let sides: usize = self
+            .sides
+            .iter()
+            .map(|s| {
+                s.buf.capacity()
+                    + s.interim.capacity() * 2
+                    + s.cur
+                        .as_ref()
+                        .map_or(0, |m| m.head_bytes + m.body.heap_size())
+            })
+            .sum();
+        sides
+            + self.queued_bytes
+            + self.pending.capacity() * mem::size_of::<Txn>()
+            + self.held.capacity() * mem::size_of::<(Response, Anomalies, usize)>()
+    }
+
+    /// `None` while undecided; `Some(true)` once a message parsed; `Some(false)` when the
+    /// connection was given up as not HTTP (it then never produces calls).
+    pub fn is_http(&self) -> Option<bool> {
+        self.is_http
+    }
+
+    fn live(&self) -> bool {
+        !self.closed && self.is_http != Some(false)
+    }
+
+    fn kind(&self, d: usize) -> Kind {
+        match self.req_dir {
+            None => Kind::Unknown,
+            Some(r) if r.index() == d => Kind::Requests,
+            Some(_) => Kind::Responses,
+        }
+    }
+
+    fn set_roles(&mut self, req_dir: Direction, stats: &mut HttpStats) {
+        if self.req_dir.is_none() {
+            self.req_dir = Some(req_dir);
+            if req_dir == Direction::ToClient {
+                stats.roles_swapped += 1;
+            }
+        }
+    }
+
+    fn give_up(&mut self, stats: &mut HttpStats) {
+        self.is_http = Some(false);
+        stats.non_http_connections += 1;
+        for s in &mut self.sides {
+            *s = Side::new();
+        }
+        self.pending.clear();
+        self.held.clear();
+        self.queued_bytes = 0;
+    }
+
+    /// Feeds bytes to one direction (with `kick`, re-processes its buffer without input).
+    #[allow(clippy::too_many_arguments)] // the public entry points' arguments plus the side
+    fn feed(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        ts: Timestamp,
+        data: &[u8],
+        mut kick: bool,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) {
+        let cap = cfg.head_cap();
+        let mut input = data;
+        let mut stalls = 0u32;
+        while self.live() {
+            if self.sides[d].buf.is_empty() {
+                if input.is_empty() {
+                    break;
+                }
+                let ctx = Ctx {
+                    ts_old: ts,
+                    old_len: 0,
+                    ts_now: ts,
+                };
+                match self.step(cfg, d, input, ctx, out, stats) {
+                    Step::Progress(n) => {
+                        self.sides[d].scan_from = 0;
+                        let n = if n == 0 && self.stalled(&mut stalls) {
+                            self.force_skip(cfg, d, 1, stats)
+                        } else {
+                            n
+                        };
+                        input = input.get(n..).unwrap_or_default();
+                    }
+                    Step::NeedMore => {
+                        if input.len() >= cap {
+                            self.force_skip(cfg, d, input.len(), stats);
+                        } else if self.live() {
+                            let s = &mut self.sides[d];
+                            s.buf.extend_from_slice(input);
+                            s.buf_ts = ts;
+                        }
+                        break;
+                    }
+                }
+            } else {
+                if input.is_empty() && !kick {
+                    break;
+                }
+                let mut buf = mem::take(&mut self.sides[d].buf);
+                let old = buf.len();
+                let take = input.len().min(cap.saturating_sub(old));
+                buf.extend_from_slice(&input[..take]);
+                let ctx = Ctx {
+                    ts_old: self.sides[d].buf_ts,
+                    old_len: old,
+                    ts_now: ts,
+                };
+                match self.step(cfg, d, &buf, ctx, out, stats) {
+                    Step::Progress(n) => {
+                        self.sides[d].scan_from = 0;
+                        let n = if n == 0 && self.stalled(&mut stalls) {
+                            self.force_skip(cfg, d, 1, stats)
+                        } else {
+                            n
+                        };
+                        if n >= old {
+                            input = input.get(n - old..).unwrap_or_default();
+                            buf.clear();
+                        } else {
+                            buf.truncate(old);
+                            buf.drain(..n);
+                        }
+                        self.restore_buf(d, buf);
+                    }
+                    Step::NeedMore => {
+                        input = input.get(take..).unwrap_or_default();
+                        kick = false;
+                        if buf.len() >= cap {
+                            let n = buf.len();
+                            buf.clear();
+                            self.force_skip(cfg, d, n, stats);
+                        }
+                        self.restore_buf(d, buf);
+                        if input.is_empty() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn stalled(&self, stalls: &mut u32) -> bool {
+        *stalls += 1;
+        *stalls > MAX_STALLS
+    }
+
+    fn restore_buf(&mut self, d: usize, mut buf: Vec<u8>) {
+        if !self.live() {
+            return;
+        }
+        if buf.is_empty() && buf.capacity() > KEEP_BUF_CAPACITY {
+            buf = Vec::new();
+        }
+        self.sides[d].buf = buf;
+    }
+
+    /// Drops `n` bytes a step could not handle within the buffer bound, and resynchronises.
+    fn force_skip(&mut self, cfg: &HttpConfig, d: usize, n: usize, stats: &mut HttpStats) -> usize {
+        match self.sides[d].state {
+            State::Tunnel | State::ConnectWait => stats.tunnel_bytes += n as u64,
+            _ => {
+                self.sides[d].state = State::Resync { line_start: false };
+                self.skip_count(cfg, n, stats);
+            }
+        }
+        n
+    }
+
+    fn skip_count(&mut self, cfg: &HttpConfig, n: usize, stats: &mut HttpStats) {
+        stats.resync_skipped_bytes += n as u64;
+        if self.is_http.is_none() {
+            self.undecided_skipped += n as u64;
+            if self.undecided_skipped > cfg.undecided_scan_bytes {
+                self.give_up(stats);
+            }
+        }
+    }
+
+    fn step(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        input: &[u8],
+        ctx: Ctx,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) -> Step {
+        self.sides[d].await_09 = false;
+        match self.sides[d].state {
+            State::Start => self.step_start(cfg, d, input, stats),
+            State::Head => match self.kind(d) {
+                Kind::Requests => self.step_request_head(cfg, d, input, ctx, out, stats),
+                Kind::Responses => self.step_response_head(cfg, d, input, ctx, out, stats),
+                Kind::Unknown => {
+                    self.sides[d].state = State::Resync { line_start: true };
+                    Step::Progress(0)
+                }
+            },
+            State::Resync { line_start } => self.step_resync(cfg, d, input, line_start, stats),
+            State::Body(b) => self.step_body(cfg, d, b, input, ctx, out, stats),
+            State::ConnectWait => {
+                if input.len() < cfg.head_cap() {
+                    Step::NeedMore
+                } else {
+                    stats.tunnel_bytes += input.len() as u64;
+                    Step::Progress(input.len())
+                }
+            }
+            State::Tunnel => {
+                stats.tunnel_bytes += input.len() as u64;
+                Step::Progress(input.len())
+            }
+        }
+    }
+
+    fn step_start(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        input: &[u8],
+        stats: &mut HttpStats,
+    ) -> Step {
+        let class = match classify_start(input) {
+            Scan::NeedMore if input.len() >= cfg.head_cap() => Scan::No,
+            c => c,
+        };
+        match class {
+            Scan::NeedMore => Step::NeedMore,
+            Scan::No => {
+                if self.is_http.is_none() && !self.mid_stream {
+                    // The stream's first bytes cannot start an HTTP message.
+                    self.give_up(stats);
+                    return Step::Progress(input.len());
+                }
+                self.sides[d].state = if self.is_http == Some(true) {
+                    State::Head
+                } else {
+                    State::Resync { line_start: true }
+                };
+                Step::Progress(0)
+            }
+            Scan::Yes(start) => {
+                let this = dir_of(d);
+                let req_dir = match start {
+                    Start::Request => this,
+                    Start::Response => this.reverse(),
+                };
+                self.set_roles(req_dir, stats);
+                self.sides[d].state = if self.req_dir == Some(req_dir) {
+                    State::Head
+                } else {
+                    State::Resync { line_start: true }
+                };
+                Step::Progress(0)
+            }
+        }
+    }
+
+    fn step_resync(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        input: &[u8],
+        line_start: bool,
+        stats: &mut HttpStats,
+    ) -> Step {
+        let want = match self.kind(d) {
+            Kind::Requests => Some(Start::Request),
+            Kind::Responses => Some(Start::Response),
+            Kind::Unknown => None,
+        };
+        let cap = cfg.head_cap();
+        let mut p = if line_start {
+            0
+        } else {
+            match find_lf(input, 0) {
+                Some(i) => i + 1,
+                None => return self.skip(cfg, d, input.len(), false, stats),
+            }
+        };
+        loop {
+            if p >= input.len() {
+                return self.skip(cfg, d, p, true, stats);
+            }
+            match resync_candidate(&input[p..], want) {
+                Scan::Yes(start) => {
+                    self.skip_count(cfg, p, stats);
+                    if !self.live() {
+                        return Step::Progress(input.len());
+                    }
+                    let this = dir_of(d);
+                    self.set_roles(
+                        match start {
+                            Start::Request => this,
+                            Start::Response => this.reverse(),
+                        },
+                        stats,
+                    );
+                    stats.resyncs += 1;
+                    self.sides[d].state = State::Head;
+                    return Step::Progress(p);
+                }
+                Scan::NeedMore if input.len() - p < cap => {
+                    if p == 0 {
+                        return Step::NeedMore;
+                    }
+                    return self.skip(cfg, d, p, true, stats);
+                }
+                _ => match find_lf(input, p) {
+                    Some(i) => p = i + 1,
+                    None => return self.skip(cfg, d, input.len(), false, stats),
+                },
+            }
+        }
+    }
+
+    fn skip(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        n: usize,
+        line_start: bool,
+        stats: &mut HttpStats,
+    ) -> Step {
+        self.skip_count(cfg, n, stats);
+        if self.live() {
+            self.sides[d].state = State::Resync { line_start };
+        }
+        Step::Progress(n)
+    }
+
+    /// After a message ended abnormally: look for the next start instead of assuming one.
+    fn resync_after_message(&mut self, d: usize) {
+        if self.sides[d].state == State::Head {
+            self.sides[d].state = State::Resync { line_start: true };
+        }
+    }
+
+    /// A first line that is no start line: skip it and resynchronise.
+    fn bad_start_line(&mut self, d: usize, input: &[u8], stats: &mut HttpStats) -> Step {
+        stats.anomaly(Anomaly::Unparseable);
+        let side = &mut self.sides[d];
+        side.carry.insert(Anomaly::Unparseable);
+        match find_lf(input, 0) {
+            Some(i) => {
+                side.state = State::Resync { line_start: true };
+                Step::Progress(i + 1)
+            }
+            None => {
+                side.state = State::Resync { line_start: false };
+                Step::Progress(input.len())
+            }
+        }
+    }
+
+    /// A head that started like a message but cannot become one: consume `n` bytes, record
+    /// the anomaly, keep the request/response pairing aligned, resynchronise.
+    #[allow(clippy::too_many_arguments)] // the drop's facts, plus the usual outputs
+    fn drop_head(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        n: usize,
+        a: Anomaly,
+        line_start: bool,
+        ts: Timestamp,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) -> Step {
+        stats.anomaly(a);
+        match self.kind(d) {
+            Kind::Requests => {
+                self.sides[d].carry.insert(a);
+                self.push_txn(cfg, ts, ReqInfo::default(), false, out, stats);
+            }
+            _ => self.lose_response(Some(a), out, stats),
+        }
+        self.sides[d].state = State::Resync { line_start };
+        Step::Progress(n)
+    }
+
+    /// The response to the oldest waiting request was lost.
+    fn lose_response(&mut self, a: Option<Anomaly>, out: &mut Vec<Call>, stats: &mut HttpStats) {
+        if let Some(t) = self
+            .pending
+            .iter_mut()
+            .find(|t| matches!(t.slot, Slot::Waiting))
+        {
+            t.slot = Slot::Answered(None);
+            if let Some(a) = a {
+                t.anomalies.insert(a);
+            }
+        }
+        self.try_emit(out, stats);
+    }
+
+    /// Finds the end of the head at the start of `input`, or says what to do instead.
+    fn head_end(&mut self, cfg: &HttpConfig, d: usize, input: &[u8]) -> Result<usize, HeadEnd> {
+        let cap = cfg.head_cap();
+        match find_head_end(input, self.sides[d].scan_from) {
+            Ok(end) if end > cap => Err(HeadEnd::Oversized(end, true)),
+            Ok(end) => Ok(end),
+            Err(_) if input.len() >= cap => {
+                Err(HeadEnd::Oversized(input.len(), input.ends_with(b"\n")))
+            }
+            Err(resume) => {
+                self.sides[d].scan_from = resume;
+                Err(HeadEnd::NeedMore)
+            }
+        }
+    }
+
+    fn step_request_head(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        input: &[u8],
+        ctx: Ctx,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) -> Step {
+        let lead = input
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        if lead > 0 {
+            return Step::Progress(lead);
+        }
+        let ts = ctx.ts_at(0);
+        let line = match scan_request_line(input, false) {
+            Scan::NeedMore if input.len() < cfg.head_cap() => return Step::NeedMore,
+            Scan::NeedMore => {
+                let n = input.len();
+                return self.drop_head(cfg, d, n, Anomaly::OversizedHead, false, ts, out, stats);
+            }
+            Scan::No => return self.bad_start_line(d, input, stats),
+            Scan::Yes(l) => l,
+        };
+        if let ReqLine::Http09 {
+            len,
+            method_end,
+            target_end,
+        } = line
+        {
+            return self
+                .step_request_09(cfg, d, input, ctx, len, method_end, target_end, out, stats);
+        }
+        let end = match self.head_end(cfg, d, input) {
+            Ok(end) => end,
+            Err(HeadEnd::NeedMore) => return Step::NeedMore,
+            Err(HeadEnd::Oversized(n, ls)) => {
+                return self.drop_head(cfg, d, n, Anomaly::OversizedHead, ls, ts, out, stats)
+            }
+        };
+        let (head, lenient) = match parse_request_head(&input[..end], cfg.max_headers) {
+            Ok(h) => h,
+            Err(e) => {
+                let a = match e {
+                    HeadError::TooManyHeaders => Anomaly::TooManyHeaders,
+                    HeadError::Unparseable => Anomaly::Unparseable,
+                };
+                return self.drop_head(cfg, d, end, a, true, ts, out, stats);
+            }
+        };
+        self.is_http = Some(true);
+        let mut anomalies = mem::take(&mut self.sides[d].carry);
+        if lenient {
+            flag(&mut anomalies, Anomaly::NonConformingHead, stats);
+        }
+        let framing = analyse_framing(&head.headers, &mut anomalies, stats);
+        let info = ReqInfo {
+            head: head.method == "HEAD",
+            connect: head.method == "CONNECT",
+            http09: false,
+        };
+        let id = self.push_txn(cfg, ts, info, true, out, stats);
+        let fr = framing.request();
+        let body = match fr {
+            Framing::None | Framing::Close => BodyAcc::empty(),
+            _ => BodyAcc::new(cfg, framing.encoding),
+        };
+        let ts_end = ctx.ts_at(end - 1);
+        let head_bytes = head_heap(&head.headers) + head.method.capacity() + head.target.capacity();
+        self.sides[d].cur = Some(Msg {
+            head: MsgHead::Req(head),
+            ts,
+            ts_end,
+            body,
+            anomalies,
+            txn: id,
+            connect: info.connect,
+            tunnel_after: false,
+            head_bytes,
+        });
+        match fr {
+            Framing::None | Framing::Close => self.finish(cfg, d, Some(ts_end), false, out, stats),
+            Framing::Length(n) => self.sides[d].state = State::Body(BodyState::Length(n)),
+            Framing::Chunked => self.sides[d].state = State::Body(BodyState::Chunked(Chunk::Size)),
+        }
+        Step::Progress(end)
+    }
+
+    /// An HTTP/0.9 request line (`GET /path` with no version). Header lines may follow (some
+    /// clients send them); they are read when they arrive with the line.
+    #[allow(clippy::too_many_arguments)] // the line's offsets, plus the usual context
+    fn step_request_09(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        input: &[u8],
+        ctx: Ctx,
+        len: usize,
+        method_end: usize,
+        target_end: usize,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) -> Step {
+        let rest = &input[len..];
+        let cap = cfg.head_cap();
+        let line_only = (len, Vec::new(), false);
+        let (consumed, headers, lenient) = if rest.is_empty() {
+            // Nothing after the line yet: wait for the client's next bytes, or commit when
+            // the server answers or the connection ends.
+            self.sides[d].await_09 = true;
+            return Step::NeedMore;
+        } else {
+            match crate::head::eol_len(rest) {
+                Scan::Yes(e) => (len + e, Vec::new(), false),
+                Scan::NeedMore => return Step::NeedMore,
+                Scan::No => {
+                    let name = rest
+                        .iter()
+                        .take_while(|b| crate::head::is_tchar(**b))
+                        .count();
+                    if name == rest.len() {
+                        if input.len() >= cap {
+                            line_only
+                        } else {
+                            return Step::NeedMore;
+                        }
+                    } else if name > 0 && rest[name] == b':' {
+                        match find_head_end(input, len - 1) {
+                            Ok(end) if end <= cap => {
+                                match parse_header_block(&input[len..end], cfg.max_headers) {
+                                    Ok((h, lenient)) => (end, h, lenient),
+                                    Err(_) => line_only,
+                                }
+                            }
+                            Ok(_) => line_only,
+                            Err(_) if input.len() >= cap => line_only,
+                            Err(_) => return Step::NeedMore,
+                        }
+                    } else {
+                        line_only
+                    }
+                }
+            }
+        };
+        self.commit_09(
+            cfg, d, input, ctx, consumed, method_end, target_end, headers, lenient, out, stats,
+        );
+        Step::Progress(consumed)
+    }
+
+    #[allow(clippy::too_many_arguments)] // the request's parts, plus the usual context
+    fn commit_09(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        input: &[u8],
+        ctx: Ctx,
+        consumed: usize,
+        method_end: usize,
+        target_end: usize,
+        headers: Vec<crate::message::Header>,
+        lenient: bool,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) {
+        self.is_http = Some(true);
+        let mut anomalies = mem::take(&mut self.sides[d].carry);
+        flag(&mut anomalies, Anomaly::Http09, stats);
+        if lenient {
+            flag(&mut anomalies, Anomaly::NonConformingHead, stats);
+        }
+        let head = ReqHead {
+            method: String::from_utf8_lossy(&input[..method_end]).into_owned(),
+            target: String::from_utf8_lossy(&input[method_end + 1..target_end]).into_owned(),
+            version: Version::Http09,
+            headers,
+        };
+        let ts = ctx.ts_at(0);
+        let info = ReqInfo {
+            head: head.method == "HEAD",
+            connect: false,
+            http09: true,
+        };
+        let id = self.push_txn(cfg, ts, info, true, out, stats);
+        let ts_end = ctx.ts_at(consumed.saturating_sub(1));
+        let head_bytes = head_heap(&head.headers) + head.method.capacity() + head.target.capacity();
+        self.sides[d].cur = Some(Msg {
+            head: MsgHead::Req(head),
+            ts,
+            ts_end,
+            body: BodyAcc::empty(),
+            anomalies,
+            txn: id,
+            connect: false,
+            tunnel_after: false,
+            head_bytes,
+        });
+        self.finish(cfg, d, Some(ts_end), false, out, stats);
+    }
+
+    /// Commits a buffered HTTP/0.9 request line that was waiting to see whether headers
+    /// follow.
+    fn flush_09(&mut self, cfg: &HttpConfig, d: usize, out: &mut Vec<Call>, stats: &mut HttpStats) {
+        if !self.sides[d].await_09 || self.sides[d].state != State::Head {
+            return;
+        }
+        self.sides[d].await_09 = false;
+        let mut buf = mem::take(&mut self.sides[d].buf);
+        let ts = self.sides[d].buf_ts;
+        let ctx = Ctx {
+            ts_old: ts,
+            old_len: buf.len(),
+            ts_now: ts,
+        };
+        if let Scan::Yes(ReqLine::Http09 {
+            len,
+            method_end,
+            target_end,
+        }) = scan_request_line(&buf, false)
+        {
+            self.commit_09(
+                cfg,
+                d,
+                &buf,
+                ctx,
+                len,
+                method_end,
+                target_end,
+                Vec::new(),
+                false,
+                out,
+                stats,
+            );
+            buf.drain(..len.min(buf.len()));
+        }
+        self.restore_buf(d, buf);
+    }
+
+    fn step_response_head(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        input: &[u8],
+        ctx: Ctx,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) -> Step {
+        let expected = self
+            .pending
+            .iter()
+            .find(|t| matches!(t.slot, Slot::Waiting))
+            .map(|t| (t.id, t.info));
+        let ts = ctx.ts_at(0);
+        if let Some((id, info)) = expected {
+            if info.http09 {
+                match crate::head::lit_prefix(input, b"HTTP/") {
+                    Scan::NeedMore => return Step::NeedMore,
+                    Scan::No => {
+                        self.start_09_response(cfg, d, id, ts);
+                        return Step::Progress(0);
+                    }
+                    Scan::Yes(()) => {}
+                }
+            }
+        }
+        let lead = input
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        if lead > 0 {
+            return Step::Progress(lead);
+        }
+        match scan_status_line(input) {
+            Scan::NeedMore => return Step::NeedMore,
+            Scan::No => return self.bad_start_line(d, input, stats),
+            Scan::Yes(()) => {}
+        }
+        let end = match self.head_end(cfg, d, input) {
+            Ok(end) => end,
+            Err(HeadEnd::NeedMore) => return Step::NeedMore,
+            Err(HeadEnd::Oversized(n, ls)) => {
+                return self.drop_head(cfg, d, n, Anomaly::OversizedHead, ls, ts, out, stats)
+            }
+        };
+        let (head, lenient) = match parse_response_head(&input[..end], cfg.max_headers) {
+            Ok(h) => h,
+            Err(e) => {
+                let a = match e {
+                    HeadError::TooManyHeaders => Anomaly::TooManyHeaders,
+                    HeadError::Unparseable => Anomaly::Unparseable,
+                };
+                return self.drop_head(cfg, d, end, a, true, ts, out, stats);
+            }
+        };
+        self.is_http = Some(true);
+        let ts_end = ctx.ts_at(end - 1);
+        let status = head.status;
+        if (100..200).contains(&status) && status != 101 {
+            stats.interim_responses += 1;
+            let side = &mut self.sides[d];
+            if side.interim.len() < cfg.max_interim_responses {
+                side.interim.push(status);
+            } else {
+                stats.interim_dropped += 1;
+            }
+            if lenient {
+                flag(&mut side.carry, Anomaly::NonConformingHead, stats);
+            }
+            return Step::Progress(end);
+        }
+        let mut anomalies = mem::take(&mut self.sides[d].carry);
+        if lenient {
+            flag(&mut anomalies, Anomaly::NonConformingHead, stats);
+        }
+        let framing = analyse_framing(&head.headers, &mut anomalies, stats);
+        let info = match expected {
+            Some((id, info)) => {
+                self.claim(id);
+                self.sides[d].claim = Some(id);
+                info
+            }
+            None => ReqInfo::default(),
+        };
+        let tunnel_after = status == 101 || (info.connect && (200..300).contains(&status));
+        let no_body = info.head || status == 204 || status == 304 || tunnel_after;
+        let fr = if no_body {
+            Framing::None
+        } else {
+            framing.response()
+        };
+        let body = match fr {
+            Framing::None => BodyAcc::empty(),
+            _ => BodyAcc::new(cfg, framing.encoding),
+        };
+        let interim = mem::take(&mut self.sides[d].interim);
+        let head_bytes = head_heap(&head.headers) + head.reason.capacity();
+        self.sides[d].cur = Some(Msg {
+            head: MsgHead::Resp { head, interim },
+            ts,
+            ts_end,
+            body,
+            anomalies,
+            txn: expected.map_or(0, |e| e.0),
+            connect: info.connect,
+            tunnel_after,
+            head_bytes,
+        });
+        match fr {
+            Framing::None => self.finish(cfg, d, Some(ts_end), false, out, stats),
+            Framing::Length(n) => self.sides[d].state = State::Body(BodyState::Length(n)),
+            Framing::Chunked => self.sides[d].state = State::Body(BodyState::Chunked(Chunk::Size)),
+            Framing::Close => self.sides[d].state = State::Body(BodyState::Close),
+        }
+        Step::Progress(end)
+    }
+
+    /// The answer to an HTTP/0.9 request: no head, the rest of the stream is the body.
+    fn start_09_response(&mut self, cfg: &HttpConfig, d: usize, id: u64, ts: Timestamp) {
+        self.claim(id);
+        let side = &mut self.sides[d];
+        side.claim = Some(id);
+        let interim = mem::take(&mut side.interim);
+        let mut anomalies = mem::take(&mut side.carry);
+        anomalies.insert(Anomaly::Http09);
+        side.cur = Some(Msg {
+            head: MsgHead::Resp {
+                head: RespHead {
+                    status: 0,
+                    reason: String::new(),
+                    version: Version::Http09,
+                    headers: Vec::new(),
+                },
+                interim,
+            },
+            ts,
+            ts_end: ts,
+            body: BodyAcc::new(cfg, Vec::new()),
+            anomalies,
+            txn: id,
+            connect: false,
+            tunnel_after: false,
+            head_bytes: 0,
+        });
+        side.state = State::Body(BodyState::Close);
+    }
+
+    fn claim(&mut self, id: u64) {
+        if let Some(t) = self.pending.iter_mut().find(|t| t.id == id) {
+            t.slot = Slot::Claimed;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // the body's state, plus the usual context
+    fn step_body(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        b: BodyState,
+        input: &[u8],
+        ctx: Ctx,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) -> Step {
+        match b {
+            BodyState::Length(rem) => {
+                let n = rem.min(input.len() as u64) as usize;
+                self.body_data(cfg, d, &input[..n], ctx.ts_at(n.saturating_sub(1)), stats);
+                let rem = rem - n as u64;
+                if rem == 0 {
+                    self.finish(cfg, d, None, false, out, stats);
+                } else {
+                    self.sides[d].state = State::Body(BodyState::Length(rem));
+                }
+                Step::Progress(n)
+            }
+            BodyState::Close => {
+                self.body_data(
+                    cfg,
+                    d,
+                    input,
+                    ctx.ts_at(input.len().saturating_sub(1)),
+                    stats,
+                );
+                Step::Progress(input.len())
+            }
+            BodyState::Chunked(c) => self.step_chunk(cfg, d, c, input, ctx, out, stats),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // the chunk state, plus the usual context
+    fn step_chunk(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        c: Chunk,
+        input: &[u8],
+        ctx: Ctx,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) -> Step {
+        let cap = cfg.head_cap();
+        let set = |s: &mut Self, c: Chunk| s.sides[d].state = State::Body(BodyState::Chunked(c));
+        match c {
+            Chunk::Size => match find_lf(input, 0) {
+                None if input.len() < cap => Step::NeedMore,
+                None => self.invalid_chunk(cfg, d, out, stats),
+                Some(i) => match parse_chunk_size(&input[..i]) {
+                    Some(0) => {
+                        set(self, Chunk::Trailers(0));
+                        self.touch(d, ctx.ts_at(i));
+                        Step::Progress(i + 1)
+                    }
+                    Some(n) => {
+                        set(self, Chunk::Data(n));
+                        Step::Progress(i + 1)
+                    }
+                    None => self.invalid_chunk(cfg, d, out, stats),
+                },
+            },
+            Chunk::Data(rem) => {
+                let n = rem.min(input.len() as u64) as usize;
+                self.body_data(cfg, d, &input[..n], ctx.ts_at(n.saturating_sub(1)), stats);
+                let rem = rem - n as u64;
+                set(
+                    self,
+                    if rem == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(rem)
+                    },
+                );
+                Step::Progress(n)
+            }
+            Chunk::DataEnd => match crate::head::eol_len(input) {
+                Scan::Yes(n) => {
+                    set(self, Chunk::Size);
+                    Step::Progress(n)
+                }
+                Scan::NeedMore => Step::NeedMore,
+                Scan::No => self.invalid_chunk(cfg, d, out, stats),
+            },
+            Chunk::Trailers(seen) => match crate::head::eol_len(input) {
+                Scan::Yes(n) => {
+                    self.finish(cfg, d, Some(ctx.ts_at(n - 1)), false, out, stats);
+                    Step::Progress(n)
+                }
+                Scan::NeedMore => Step::NeedMore,
+                Scan::No => match find_lf(input, 0) {
+                    Some(i) if seen + i < cap => {
+                        set(self, Chunk::Trailers(seen + i + 1));
+                        Step::Progress(i + 1)
+                    }
+                    None if seen + input.len() < cap => Step::NeedMore,
+                    _ => self.invalid_chunk(cfg, d, out, stats),
+                },
+            },
+        }
+    }
+
+    /// Malformed chunk framing: the message ends here, truncated, and the parser looks for
+    /// the next message start from this line on (where a smuggled request would be).
+    fn invalid_chunk(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) -> Step {
+        if let Some(m) = self.sides[d].cur.as_mut() {
+            flag(&mut m.anomalies, Anomaly::InvalidChunk, stats);
+        }
+        self.finish(cfg, d, None, true, out, stats);
+        self.resync_after_message(d);
+        Step::Progress(0)
+    }
+
+    fn touch(&mut self, d: usize, ts: Timestamp) {
+        if let Some(m) = self.sides[d].cur.as_mut() {
+            m.ts_end = ts;
+        }
+    }
+
+    fn body_data(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        data: &[u8],
+        ts_last: Timestamp,
+        stats: &mut HttpStats,
+    ) {
+        if let Some(m) = self.sides[d].cur.as_mut() {
+            m.body.data(cfg, data, &mut m.anomalies, stats);
+            m.ts_end = ts_last;
+        }
+    }
+
+    fn body_gap(&mut self, d: usize, len: u64, ts: Timestamp, stats: &mut HttpStats) {
+        if let Some(m) = self.sides[d].cur.as_mut() {
+            m.body.gap(len, &mut m.anomalies, stats);
+            m.ts_end = ts;
+        }
+    }
+
+    /// Completes the message in progress on `d` and moves the direction on.
+    fn finish(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        ts_end: Option<Timestamp>,
+        truncated: bool,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) {
+        let Some(msg) = self.sides[d].cur.take() else {
+            return;
+        };
+        let ts_end = ts_end.unwrap_or(msg.ts_end);
+        let body = msg.body.finish(cfg, truncated, stats);
+        let normal = matches!(self.sides[d].state, State::Body(_) | State::Head);
+        match msg.head {
+            MsgHead::Req(h) => {
+                stats.requests += 1;
+                if normal {
+                    self.sides[d].state = if msg.connect {
+                        State::ConnectWait
+                    } else {
+                        State::Head
+                    };
+                }
+                let req = Request {
+                    ts: msg.ts,
+                    ts_end,
+                    method: h.method,
+                    target: h.target,
+                    version: h.version,
+                    headers: h.headers,
+                    body,
+                };
+                let size = req.heap_size();
+                if let Some(t) = self.pending.iter_mut().find(|t| t.id == msg.txn) {
+                    t.req = Some(req);
+                    t.anomalies.extend(msg.anomalies);
+                    t.bytes += size;
+                    self.queued_bytes += size;
+                }
+            }
+            MsgHead::Resp { head, interim } => {
+                stats.responses += 1;
+                if normal {
+                    self.sides[d].state = State::Head;
+                }
+                let resp = Response {
+                    ts: msg.ts,
+                    ts_end,
+                    status: head.status,
+                    reason: head.reason,
+                    version: head.version,
+                    headers: head.headers,
+                    body,
+                    interim,
+                };
+                let claim = self.sides[d].claim.take();
+                self.attach_response(cfg, claim, resp, msg.anomalies, stats);
+                if msg.tunnel_after {
+                    self.start_tunnel(cfg, out, stats);
+                } else if msg.connect {
+                    // The proxy refused the tunnel: the client's held bytes are HTTP again.
+                    let c = 1 - d;
+                    if self.sides[c].state == State::ConnectWait {
+                        self.sides[c].state = State::Head;
+                        self.sides[c].kick = true;
+                    }
+                }
+            }
+        }
+        self.try_emit(out, stats);
+    }
+
+    fn attach_response(
+        &mut self,
+        cfg: &HttpConfig,
+        claim: Option<u64>,
+        resp: Response,
+        anomalies: Anomalies,
+        stats: &mut HttpStats,
+    ) {
+        let size = resp.heap_size();
+        let target = match claim {
+            Some(id) => self.pending.iter_mut().find(|t| t.id == id),
+            None if self.held.is_empty() => self
+                .pending
+                .iter_mut()
+                .find(|t| matches!(t.slot, Slot::Waiting)),
+            None => None,
+        };
+        match target {
+            Some(t) => {
+                t.slot = Slot::Answered(Some(resp));
+                t.anomalies.extend(anomalies);
+                t.bytes += size;
+                self.queued_bytes += size;
+            }
+            None if claim.is_some() => {
+                // Its request was already emitted (evicted from the waiting queue).
+                stats.orphan_responses += 1;
+            }
+            None => {
+                // A response before its request: hold it for the next request parsed.
+                if self.held.len() >= cfg.pending_cap() {
+                    if let Some((_, _, s)) = self.held.pop_front() {
+                        self.queued_bytes = self.queued_bytes.saturating_sub(s);
+                    }
+                    stats.orphan_responses += 1;
+                }
+                self.held.push_back((resp, anomalies, size));
+                self.queued_bytes += size;
+            }
+        }
+    }
+
+    /// 101 or a 2xx to CONNECT: nothing more on this connection is HTTP.
+    fn start_tunnel(&mut self, cfg: &HttpConfig, out: &mut Vec<Call>, stats: &mut HttpStats) {
+        stats.upgraded_connections += 1;
+        for d in 0..2 {
+            if self.sides[d].cur.is_some() {
+                self.finish(cfg, d, None, true, out, stats);
+            }
+            let s = &mut self.sides[d];
+            stats.tunnel_bytes += s.buf.len() as u64;
+            s.buf = Vec::new();
+            s.await_09 = false;
+            s.kick = false;
+            s.state = State::Tunnel;
+        }
+    }
+
+    /// Registers a request (or a placeholder for a dropped one) in the waiting queue,
+    /// pairing it with a response that arrived first.
+    fn push_txn(
+        &mut self,
+        cfg: &HttpConfig,
+        ts: Timestamp,
+        info: ReqInfo,
+        real: bool,
+        out: &mut Vec<Call>,
+        stats: &mut HttpStats,
+    ) -> u64 {
+        while self.pending.len() >= cfg.pending_cap() {
+            let Some(mut t) = self.pending.pop_front() else {
+                break;
+            };
+            if t.seq.is_some() && t.req.is_some() {
+                flag(&mut t.anomalies, Anomaly::PendingOverflow, stats);
+            }
+            self.emit(t, out, stats);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let seq = real.then(|| {
+            self.next_seq += 1;
+            self.next_seq - 1
+        });
+        let mut t = Txn {
+            id,
+            seq,
+            ts,
+            req: None,
+            info,
+            slot: Slot::Waiting,
+            anomalies: Anomalies::new(),
+            bytes: 0,
+        };
+        if let Some((resp, anomalies, size)) = self.held.pop_front() {
+            t.slot = Slot::Answered(Some(resp));
+            t.anomalies.extend(anomalies);
+            t.bytes = size;
+        } else if let Some(r) = self.req_dir.map(|r| r.reverse().index()) {
+            let s = &mut self.sides[r];
+            if s.claim.is_none()
+                && matches!(
+                    s.cur,
+                    Some(Msg {
+                        head: MsgHead::Resp { .. },
+                        ..
+                    })
+                )
+            {
+                s.claim = Some(id);
+                t.slot = Slot::Claimed;
+            }
+        }
+        self.pending.push_back(t);
+        self.try_emit(out, stats);
+        id
+    }
+
+    /// Emits calls from the front of the queue while they are complete.
+    fn try_emit(&mut self, out: &mut Vec<Call>, stats: &mut HttpStats) {
+        while let Some(f) = self.pending.front() {
+            let req_ready = f.seq.is_none() || f.req.is_some();
+            if !(req_ready && matches!(f.slot, Slot::Answered(_))) {
+                break;
+            }
+            let Some(t) = self.pending.pop_front() else {
+                break;
+            };
+            self.emit(t, out, stats);
+        }
+    }
+
+    fn emit(&mut self, t: Txn, out: &mut Vec<Call>, stats: &mut HttpStats) {
+        self.queued_bytes = self.queued_bytes.saturating_sub(t.bytes);
+        let response = match t.slot {
+            Slot::Answered(r) => r,
+            Slot::Waiting | Slot::Claimed => None,
+        };
+        match (t.seq, t.req) {
+            (Some(seq), Some(request)) => {
+                stats.calls += 1;
+                if response.is_none() {
+                    stats.calls_without_response += 1;
+                }
+                out.push(Call {
+                    request,
+                    response,
+                    anomalies: t.anomalies,
+                    seq,
+                });
+            }
+            _ => {
+                if response.is_some() {
+                    stats.responses_to_dropped_requests += 1;
+                }
+            }
+        }
+    }
+}
+
+enum HeadEnd {
+    NeedMore,
+    /// Consume this many bytes; the flag says whether the next byte starts a line.
+    Oversized(usize, bool),
+}
+
+fn head_heap(headers: &[crate::message::Header]) -> usize {
+    mem::size_of_val(headers) + headers.iter().map(|h| h.heap_size()).sum::<usize>()
+}

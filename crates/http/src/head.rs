@@ -1,0 +1,973 @@
+//! Byte-level recognisers: message starts (for content detection and resynchronisation),
+//! head boundaries, head parsing (httparse, with a lenient fallback), and framing analysis.
+
+use crate::anomaly::{Anomalies, Anomaly};
+use crate::message::{Header, Version};
+use crate::stats::HttpStats;
+
+/// Methods trusted to start a message when scanning for one (resynchronisation) and for the
+/// HTTP/0.9 form. Any other token is accepted in a well-formed HTTP/1.x request line.
+const KNOWN_METHODS: &[&[u8]] = &[
+    b"GET",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"PATCH",
+    b"HEAD",
+    b"OPTIONS",
+    b"CONNECT",
+    b"TRACE",
+    b"QUERY",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"SEARCH",
+    b"REPORT",
+    b"MKACTIVITY",
+    b"CHECKOUT",
+    b"CHECKIN",
+    b"UNCHECKOUT",
+    b"MERGE",
+    b"MKCALENDAR",
+    b"MKWORKSPACE",
+    b"VERSION-CONTROL",
+    b"BASELINE-CONTROL",
+    b"UPDATE",
+    b"LABEL",
+    b"ORDERPATCH",
+    b"ACL",
+    b"BIND",
+    b"UNBIND",
+    b"REBIND",
+    b"LINK",
+    b"UNLINK",
+    b"PURGE",
+    b"M-SEARCH",
+    b"NOTIFY",
+    b"SUBSCRIBE",
+    b"UNSUBSCRIBE",
+];
+
+/// Longest method token accepted at all.
+const MAX_METHOD: usize = 32;
+
+pub(crate) fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9'
+        | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+'
+        | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+}
+
+fn is_target_byte(b: u8) -> bool {
+    matches!(b, 0x21..=0x7e | 0x80..=0xff)
+}
+
+fn is_known_method(m: &[u8]) -> bool {
+    KNOWN_METHODS.contains(&m)
+}
+
+fn is_known_method_prefix(m: &[u8]) -> bool {
+    KNOWN_METHODS.iter().any(|k| k.starts_with(m))
+}
+
+/// The result of checking bytes against a pattern that may still be incomplete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scan<T> {
+    Yes(T),
+    No,
+    NeedMore,
+}
+
+/// A request line's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReqLine {
+    /// `METHOD SP target SP HTTP/1.x EOL`; `len` includes the EOL.
+    Http1 { len: usize },
+    /// `METHOD SP target EOL` with a known method and an origin or absolute target.
+    Http09 {
+        len: usize,
+        method_end: usize,
+        target_end: usize,
+    },
+}
+
+/// Matches `lit` at the start of `buf`, allowing `buf` to end early.
+pub(crate) fn lit_prefix(buf: &[u8], lit: &[u8]) -> Scan<()> {
+    let n = buf.len().min(lit.len());
+    if buf[..n] != lit[..n] {
+        Scan::No
+    } else if n < lit.len() {
+        Scan::NeedMore
+    } else {
+        Scan::Yes(())
+    }
+}
+
+/// Length of an end of line at the start of `buf` (`CRLF` or bare `LF`).
+pub(crate) fn eol_len(buf: &[u8]) -> Scan<usize> {
+    match buf {
+        [] | [b'\r'] => Scan::NeedMore,
+        [b'\n', ..] => Scan::Yes(1),
+        [b'\r', b'\n', ..] => Scan::Yes(2),
+        _ => Scan::No,
+    }
+}
+
+/// `HTTP/1.0` or `HTTP/1.1`.
+fn version1(buf: &[u8]) -> Scan<usize> {
+    match lit_prefix(buf, b"HTTP/1.") {
+        Scan::Yes(()) => match buf.get(7) {
+            None => Scan::NeedMore,
+            Some(b'0' | b'1') => Scan::Yes(8),
+            Some(_) => Scan::No,
+        },
+        Scan::No => Scan::No,
+        Scan::NeedMore => Scan::NeedMore,
+    }
+}
+
+/// Checks the request line at the start of `buf`. With `known_only`, the method must be in
+/// the known list (used where a false positive would be costly: resynchronisation).
+pub(crate) fn scan_request_line(buf: &[u8], known_only: bool) -> Scan<ReqLine> {
+    let m = buf
+        .iter()
+        .take(MAX_METHOD + 1)
+        .take_while(|b| is_tchar(**b))
+        .count();
+    if m > MAX_METHOD {
+        return Scan::No;
+    }
+    if m == buf.len() {
+        return if known_only && !is_known_method_prefix(buf) {
+            Scan::No
+        } else {
+            Scan::NeedMore
+        };
+    }
+    if m == 0 || buf[m] != b' ' {
+        return Scan::No;
+    }
+    let known = is_known_method(&buf[..m]);
+    if known_only && !known {
+        return Scan::No;
+    }
+    let t0 = m + 1;
+    let t = buf[t0..].iter().take_while(|b| is_target_byte(**b)).count();
+    let te = t0 + t;
+    if te == buf.len() {
+        return Scan::NeedMore;
+    }
+    if t == 0 {
+        return Scan::No;
+    }
+    match buf[te] {
+        b'\r' | b'\n' => {
+            let target = &buf[t0..te];
+            let plausible = target.starts_with(b"/")
+                || target.starts_with(b"http://")
+                || target.starts_with(b"https://");
+            if !known || !plausible {
+                return Scan::No;
+            }
+            match eol_len(&buf[te..]) {
+                Scan::Yes(n) => Scan::Yes(ReqLine::Http09 {
+                    len: te + n,
+                    method_end: m,
+                    target_end: te,
+                }),
+                Scan::No => Scan::No,
+                Scan::NeedMore => Scan::NeedMore,
+            }
+        }
+        b' ' => {
+            let v0 = te + 1;
+            match version1(&buf[v0..]) {
+                Scan::Yes(n) => match eol_len(&buf[v0 + n..]) {
+                    Scan::Yes(e) => Scan::Yes(ReqLine::Http1 { len: v0 + n + e }),
+                    Scan::No => Scan::No,
+                    Scan::NeedMore => Scan::NeedMore,
+                },
+                Scan::No => Scan::No,
+                Scan::NeedMore => Scan::NeedMore,
+            }
+        }
+        _ => Scan::No,
+    }
+}
+
+/// `HTTP/1.x NNN` followed by SP or an end of line.
+pub(crate) fn scan_status_line(buf: &[u8]) -> Scan<()> {
+    let n = match version1(buf) {
+        Scan::Yes(n) => n,
+        Scan::No => return Scan::No,
+        Scan::NeedMore => return Scan::NeedMore,
+    };
+    for i in 0..4 {
+        let Some(&b) = buf.get(n + i) else {
+            return Scan::NeedMore;
+        };
+        let ok = if i == 0 {
+            b == b' '
+        } else {
+            b.is_ascii_digit()
+        };
+        if !ok {
+            return Scan::No;
+        }
+    }
+    match buf.get(n + 4) {
+        None => Scan::NeedMore,
+        Some(b' ' | b'\r' | b'\n') => Scan::Yes(()),
+        Some(_) => Scan::No,
+    }
+}
+
+/// What the first bytes of a stream can be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    Request,
+    Response,
+}
+
+/// Content detection at the start of a stream: any well-formed HTTP/1.x request line (any
+/// method token), a known-method HTTP/0.9 line, or a status line.
+pub(crate) fn classify_start(buf: &[u8]) -> Scan<Start> {
+    let req = scan_request_line(buf, false);
+    if let Scan::Yes(_) = req {
+        return Scan::Yes(Start::Request);
+    }
+    match scan_status_line(buf) {
+        Scan::Yes(()) => Scan::Yes(Start::Response),
+        Scan::NeedMore => Scan::NeedMore,
+        Scan::No if req == Scan::NeedMore => Scan::NeedMore,
+        Scan::No => Scan::No,
+    }
+}
+
+/// A plausible message start for resynchronisation: a known method with a full HTTP/1.x
+/// request line, or a status line. `want` limits which kind is looked for (`None`: both).
+pub(crate) fn resync_candidate(buf: &[u8], want: Option<Start>) -> Scan<Start> {
+    let req = if want != Some(Start::Response) {
+        match scan_request_line(buf, true) {
+            Scan::Yes(ReqLine::Http1 { .. }) => return Scan::Yes(Start::Request),
+            Scan::Yes(ReqLine::Http09 { .. }) => Scan::No,
+            other => other.map_none(),
+        }
+    } else {
+        Scan::No
+    };
+    let resp = if want != Some(Start::Request) {
+        match scan_status_line(buf) {
+            Scan::Yes(()) => return Scan::Yes(Start::Response),
+            other => other,
+        }
+    } else {
+        Scan::No
+    };
+    if req == Scan::NeedMore || resp == Scan::NeedMore {
+        Scan::NeedMore
+    } else {
+        Scan::No
+    }
+}
+
+impl<T> Scan<T> {
+    fn map_none(self) -> Scan<()> {
+        match self {
+            Scan::Yes(_) => Scan::Yes(()),
+            Scan::No => Scan::No,
+            Scan::NeedMore => Scan::NeedMore,
+        }
+    }
+}
+
+pub(crate) fn find_lf(buf: &[u8], from: usize) -> Option<usize> {
+    buf.get(from..)?
+        .iter()
+        .position(|b| *b == b'\n')
+        .map(|i| from + i)
+}
+
+/// Finds the empty line that ends a head, searching from `from` (a position the caller
+/// already scanned up to). Returns the head length including the empty line, or the
+/// position to resume from next time.
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Result<usize, usize> {
+    let mut i = from;
+    while let Some(lf) = find_lf(buf, i) {
+        match buf.get(lf + 1) {
+            None => return Err(lf),
+            Some(b'\n') => return Ok(lf + 2),
+            Some(b'\r') => match buf.get(lf + 2) {
+                None => return Err(lf),
+                Some(b'\n') => return Ok(lf + 3),
+                Some(_) => {}
+            },
+            Some(_) => {}
+        }
+        i = lf + 1;
+    }
+    Err(buf.len())
+}
+
+/// Why a complete head could not be turned into a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    TooManyHeaders,
+    Unparseable,
+}
+
+#[derive(Debug)]
+pub(crate) struct ReqHead {
+    pub method: String,
+    pub target: String,
+    pub version: Version,
+    pub headers: Vec<Header>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RespHead {
+    pub status: u16,
+    pub reason: String,
+    pub version: Version,
+    pub headers: Vec<Header>,
+}
+
+const STACK_HEADERS: usize = 128;
+
+fn own_headers(hs: &[httparse::Header<'_>]) -> Vec<Header> {
+    hs.iter()
+        .map(|h| Header {
+            name: h.name.to_string(),
+            value: h.value.to_vec(),
+        })
+        .collect()
+}
+
+fn version_of(v: Option<u8>) -> Version {
+    match v {
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
+    }
+}
+
+/// Parses a complete request head (`buf` ends with its empty line). The flag says whether
+/// the lenient fallback was needed.
+pub(crate) fn parse_request_head(
+    buf: &[u8],
+    max_headers: usize,
+) -> Result<(ReqHead, bool), HeadError> {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let hs: &mut [httparse::Header<'_>] = if max_headers <= STACK_HEADERS {
+        &mut stack[..max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; max_headers];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(hs);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => Ok((
+            ReqHead {
+                method: req.method.unwrap_or_default().to_string(),
+                target: req.path.unwrap_or_default().to_string(),
+                version: version_of(req.version),
+                headers: own_headers(req.headers),
+            },
+            false,
+        )),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
+        _ => lenient_request(buf, max_headers).map(|h| (h, true)),
+    }
+}
+
+/// Parses a complete response head.
+pub(crate) fn parse_response_head(
+    buf: &[u8],
+    max_headers: usize,
+) -> Result<(RespHead, bool), HeadError> {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let hs: &mut [httparse::Header<'_>] = if max_headers <= STACK_HEADERS {
+        &mut stack[..max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; max_headers];
+        &mut heap
+    };
+    let mut resp = httparse::Response::new(hs);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => Ok((
+            RespHead {
+                status: resp.code.unwrap_or_default(),
+                reason: resp.reason.unwrap_or_default().to_string(),
+                version: version_of(resp.version),
+                headers: own_headers(resp.headers),
+            },
+            false,
+        )),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
+        _ => lenient_response(buf, max_headers).map(|h| (h, true)),
+    }
+}
+
+/// Parses a header block (after an HTTP/0.9 request line), ending with its empty line.
+pub(crate) fn parse_header_block(
+    buf: &[u8],
+    max_headers: usize,
+) -> Result<(Vec<Header>, bool), HeadError> {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let hs: &mut [httparse::Header<'_>] = if max_headers <= STACK_HEADERS {
+        &mut stack[..max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; max_headers];
+        &mut heap
+    };
+    match httparse::parse_headers(buf, hs) {
+        Ok(httparse::Status::Complete((_, parsed))) => Ok((own_headers(parsed), false)),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
+        _ => {
+            let mut lines = Lines(buf);
+            lenient_headers(&mut lines, max_headers).map(|h| (h, true))
+        }
+    }
+}
+
+/// Lines split at LF, one trailing CR removed.
+struct Lines<'a>(&'a [u8]);
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let (line, rest) = match find_lf(self.0, 0) {
+            Some(i) => (&self.0[..i], &self.0[i + 1..]),
+            None => (self.0, &[][..]),
+        };
+        self.0 = rest;
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    }
+}
+
+fn trim_ows(mut b: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = b {
+        b = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = b {
+        b = rest;
+    }
+    b
+}
+
+/// Trims what lenient servers treat as whitespace: SP, HTAB, VT, FF, CR, LF.
+fn trim_lenient(mut b: &[u8]) -> &[u8] {
+    let ws = |c: &u8| matches!(c, b' ' | b'\t' | 0x0b | 0x0c | b'\r' | b'\n');
+    while let [c, rest @ ..] = b {
+        if !ws(c) {
+            break;
+        }
+        b = rest;
+    }
+    while let [rest @ .., c] = b {
+        if !ws(c) {
+            break;
+        }
+        b = rest;
+    }
+    b
+}
+
+/// Header lines up to the empty line: `token ":" value`, values with any bytes, obsolete
+/// line folding joined with a space.
+fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Vec<Header>, HeadError> {
+    let mut headers: Vec<Header> = Vec::new();
+    for line in lines.by_ref() {
+        if line.is_empty() {
+            return Ok(headers);
+        }
+        if matches!(line[0], b' ' | b'\t') {
+            let last = headers.last_mut().ok_or(HeadError::Unparseable)?;
+            last.value.push(b' ');
+            last.value.extend_from_slice(trim_ows(line));
+            continue;
+        }
+        let colon = line
+            .iter()
+            .position(|b| *b == b':')
+            .ok_or(HeadError::Unparseable)?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|b| is_tchar(*b)) {
+            return Err(HeadError::Unparseable);
+        }
+        if headers.len() >= max_headers {
+            return Err(HeadError::TooManyHeaders);
+        }
+        headers.push(Header {
+            name: String::from_utf8_lossy(name).into_owned(),
+            value: trim_ows(&line[colon + 1..]).to_vec(),
+        });
+    }
+    Err(HeadError::Unparseable)
+}
+
+fn lenient_request(buf: &[u8], max_headers: usize) -> Result<ReqHead, HeadError> {
+    let mut lines = Lines(buf);
+    let line = lines.next().ok_or(HeadError::Unparseable)?;
+    let mut parts = line.split(|b| *b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HeadError::Unparseable);
+    };
+    if method.is_empty()
+        || method.len() > MAX_METHOD
+        || !method.iter().all(|b| is_tchar(*b))
+        || target.is_empty()
+        || !target.iter().all(|b| is_target_byte(*b))
+    {
+        return Err(HeadError::Unparseable);
+    }
+    let version = match version {
+        b"HTTP/1.0" => Version::Http10,
+        b"HTTP/1.1" => Version::Http11,
+        _ => return Err(HeadError::Unparseable),
+    };
+    let headers = lenient_headers(&mut lines, max_headers)?;
+    Ok(ReqHead {
+        method: String::from_utf8_lossy(method).into_owned(),
+        target: String::from_utf8_lossy(target).into_owned(),
+        version,
+        headers,
+    })
+}
+
+fn lenient_response(buf: &[u8], max_headers: usize) -> Result<RespHead, HeadError> {
+    let mut lines = Lines(buf);
+    let line = lines.next().ok_or(HeadError::Unparseable)?;
+    if scan_status_line(&[line, b"\n"].concat()) != Scan::Yes(()) {
+        return Err(HeadError::Unparseable);
+    }
+    let version = if line[7] == b'0' {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let status = line[9..12]
+        .iter()
+        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+    let reason = line.get(13..).unwrap_or_default();
+    let headers = lenient_headers(&mut lines, max_headers)?;
+    Ok(RespHead {
+        status,
+        reason: String::from_utf8_lossy(reason).into_owned(),
+        version,
+        headers,
+    })
+}
+
+/// How a body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (responses only).
+    Close,
+}
+
+/// What the framing headers of a message say.
+#[derive(Debug, Default)]
+pub(crate) struct FramingHeaders {
+    chunked: bool,
+    te_present: bool,
+    content_length: Option<u64>,
+    /// Codings applied to the body, in order: content codings, then transfer codings.
+    pub encoding: Vec<String>,
+}
+
+impl FramingHeaders {
+    /// Framing of a request: chunked, else Content-Length, else no body.
+    pub(crate) fn request(&self) -> Framing {
+        if self.chunked {
+            Framing::Chunked
+        } else {
+            match self.content_length {
+                Some(0) | None => Framing::None,
+                Some(n) => Framing::Length(n),
+            }
+        }
+    }
+
+    /// Framing of a response that may have a body: chunked, else Content-Length, else until
+    /// the connection closes.
+    pub(crate) fn response(&self) -> Framing {
+        if self.chunked {
+            Framing::Chunked
+        } else {
+            match self.content_length {
+                Some(0) => Framing::None,
+                Some(n) => Framing::Length(n),
+                None => Framing::Close,
+            }
+        }
+    }
+}
+
+/// Transfer codings written exactly as a strict recipient expects them.
+const KNOWN_TRANSFER_CODINGS: &[&str] = &[
+    "chunked",
+    "gzip",
+    "x-gzip",
+    "deflate",
+    "compress",
+    "x-compress",
+];
+
+fn lower_lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_ascii_lowercase()
+}
+
+/// Reads Content-Length, Transfer-Encoding and Content-Encoding, flagging the anomalies.
+///
+/// Decisions (a lenient server's reading, so the sensor sees what a backend would):
+/// - `Transfer-Encoding` counts as chunked when any element, with all ASCII whitespace
+///   (including VT and FF) trimmed and lowercased, is `chunked`: `chunked, identity`,
+///   `\x0bchunked` and `Chunked ` are chunked. An RFC 2047 word or `xchunked` is not.
+/// - A `Transfer-Encoding` without chunked is ignored for framing: Content-Length applies
+///   when present, else a request has no body and a response runs until close.
+/// - With several Content-Length values the first valid one is used.
+pub(crate) fn analyse_framing(
+    headers: &[Header],
+    anomalies: &mut Anomalies,
+    stats: &mut HttpStats,
+) -> FramingHeaders {
+    let mut out = FramingHeaders::default();
+    let mut flag = |a: Anomaly, anomalies: &mut Anomalies| {
+        if !anomalies.contains(a) {
+            anomalies.insert(a);
+            stats.anomaly(a);
+        }
+    };
+
+    // Content-Length.
+    let (mut cl_present, mut cl_invalid, mut cl_conflict) = (false, false, false);
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        cl_present = true;
+        for elem in h.value.split(|b| *b == b',') {
+            match parse_decimal(trim_ows(elem)) {
+                Some(v) => match out.content_length {
+                    None => out.content_length = Some(v),
+                    Some(first) if first != v => cl_conflict = true,
+                    Some(_) => {}
+                },
+                None => cl_invalid = true,
+            }
+        }
+    }
+
+    // Transfer-Encoding.
+    let mut obfuscated = false;
+    let mut elements = 0usize;
+    let mut chunked_at: Vec<usize> = Vec::new();
+    let mut transfer_codings = Vec::new();
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        out.te_present = true;
+        for raw in h.value.split(|b| *b == b',') {
+            let strict = trim_ows(raw);
+            let lenient = lower_lossy(trim_lenient(raw));
+            let canonical =
+                std::str::from_utf8(strict).is_ok_and(|s| KNOWN_TRANSFER_CODINGS.contains(&s));
+            if !canonical {
+                obfuscated = true;
+            }
+            if lenient == "chunked" {
+                chunked_at.push(elements);
+            } else if matches!(
+                lenient.as_str(),
+                "gzip" | "x-gzip" | "deflate" | "compress" | "x-compress"
+            ) {
+                transfer_codings.push(lenient);
+            }
+            elements += 1;
+        }
+    }
+    out.chunked = !chunked_at.is_empty();
+    if chunked_at.len() > 1 || chunked_at.first().is_some_and(|i| i + 1 != elements) {
+        obfuscated = true;
+    }
+
+    if out.te_present && cl_present {
+        flag(Anomaly::AmbiguousFraming, anomalies);
+    }
+    if cl_conflict {
+        flag(Anomaly::ConflictingContentLength, anomalies);
+    }
+    if cl_invalid {
+        flag(Anomaly::InvalidContentLength, anomalies);
+    }
+    if obfuscated {
+        flag(Anomaly::ObfuscatedTransferEncoding, anomalies);
+    }
+
+    // Content-Encoding, then transfer codings: the order they were applied in.
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-encoding"))
+    {
+        for raw in h.value.split(|b| *b == b',') {
+            let name = lower_lossy(trim_ows(raw));
+            if !name.is_empty() && name != "identity" {
+                out.encoding.push(name);
+            }
+        }
+    }
+    out.encoding.extend(transfer_codings);
+    out
+}
+
+/// A decimal number of one or more digits that fits in a u64.
+fn parse_decimal(b: &[u8]) -> Option<u64> {
+    if b.is_empty() {
+        return None;
+    }
+    b.iter().try_fold(0u64, |acc, d| {
+        if d.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// A chunk-size line without its line end: hex digits (leading whitespace tolerated), then
+/// optional whitespace and `;extensions`. `None` for junk or a size beyond 64 bits.
+pub(crate) fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = trim_ows(line);
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let rest = trim_ows(&line[digits..]);
+    if !(rest.is_empty() || rest[0] == b';') {
+        return None;
+    }
+    line[..digits].iter().try_fold(0u64, |acc, d| {
+        let v = (*d as char).to_digit(16)?;
+        acc.checked_mul(16)?.checked_add(u64::from(v))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines() {
+        assert_eq!(
+            scan_request_line(b"GET / HTTP/1.1\r\n", false),
+            Scan::Yes(ReqLine::Http1 { len: 16 })
+        );
+        assert_eq!(
+            scan_request_line(b"get /x HTTP/1.0\nHost", false),
+            Scan::Yes(ReqLine::Http1 { len: 16 })
+        );
+        assert_eq!(scan_request_line(b"get /x HTTP/1.0\n", true), Scan::No);
+        assert_eq!(
+            scan_request_line(b"QUERY /x HTTP/1.1\r\n", true),
+            Scan::Yes(ReqLine::Http1 { len: 19 })
+        );
+        assert_eq!(scan_request_line(b"GET /a", false), Scan::NeedMore);
+        assert_eq!(
+            scan_request_line(b"GET /a HTTP/1.1\r", false),
+            Scan::NeedMore
+        );
+        assert_eq!(scan_request_line(b"GET /a HTTP/2.0\r\n", false), Scan::No);
+        assert_eq!(scan_request_line(b"GE", true), Scan::NeedMore);
+        assert_eq!(scan_request_line(b"GX", true), Scan::No);
+        assert_eq!(
+            scan_request_line(b"GET /zeek.html\r\n", false),
+            Scan::Yes(ReqLine::Http09 {
+                len: 16,
+                method_end: 3,
+                target_end: 14
+            })
+        );
+        // Redis-style inline command: not HTTP/0.9.
+        assert_eq!(scan_request_line(b"GET key\r\n", false), Scan::No);
+        assert_eq!(scan_request_line(b"FOO /x\r\n", false), Scan::No);
+        assert_eq!(scan_request_line(b"\x16\x03\x01", false), Scan::No);
+        assert_eq!(scan_request_line(b"SSH-2.0-OpenSSH_8\r\n", false), Scan::No);
+    }
+
+    #[test]
+    fn status_lines_and_classification() {
+        assert_eq!(scan_status_line(b"HTTP/1.1 200 OK\r\n"), Scan::Yes(()));
+        assert_eq!(scan_status_line(b"HTTP/1.0 404\r\n"), Scan::Yes(()));
+        assert_eq!(scan_status_line(b"HTTP/1.1 20"), Scan::NeedMore);
+        assert_eq!(scan_status_line(b"HTTP/2 200"), Scan::No);
+        assert_eq!(classify_start(b"HTT"), Scan::NeedMore);
+        assert_eq!(
+            classify_start(b"HTTP/1.1 200 OK\r\n"),
+            Scan::Yes(Start::Response)
+        );
+        assert_eq!(
+            classify_start(b"PUT /a HTTP/1.1\r\n"),
+            Scan::Yes(Start::Request)
+        );
+        assert_eq!(classify_start(b"220 smtp.example ESMTP\r\n"), Scan::No);
+        assert_eq!(classify_start(b"H"), Scan::NeedMore);
+        assert_eq!(
+            resync_candidate(b"HTTP/1.1 200 OK", Some(Start::Request)),
+            Scan::No
+        );
+        assert_eq!(
+            resync_candidate(b"HTTP/1.1 200 OK", None),
+            Scan::Yes(Start::Response)
+        );
+        assert_eq!(resync_candidate(b"H", None), Scan::NeedMore);
+    }
+
+    #[test]
+    fn head_end() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nbody", 0), Ok(18));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\nbody", 0), Ok(16));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), Err(21));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r", 0), Err(21));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\n", 21), Ok(24));
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(parse_chunk_size(b"1a"), Some(26));
+        assert_eq!(parse_chunk_size(b"1A;name=value\r"), Some(26));
+        assert_eq!(parse_chunk_size(b"0 ; x"), Some(0));
+        assert_eq!(parse_chunk_size(b"ffffffffffffffff"), Some(u64::MAX));
+        assert_eq!(parse_chunk_size(b"10000000000000000"), None);
+        assert_eq!(parse_chunk_size(b"0000000000000000001"), Some(1));
+        assert_eq!(parse_chunk_size(b"zz"), None);
+        assert_eq!(parse_chunk_size(b"5 x"), None);
+        assert_eq!(parse_chunk_size(b""), None);
+    }
+
+    fn hdrs(list: &[(&str, &[u8])]) -> Vec<Header> {
+        list.iter()
+            .map(|(n, v)| Header {
+                name: n.to_string(),
+                value: v.to_vec(),
+            })
+            .collect()
+    }
+
+    fn framing(list: &[(&str, &[u8])]) -> (FramingHeaders, Anomalies) {
+        let mut a = Anomalies::new();
+        let mut s = HttpStats::default();
+        let f = analyse_framing(&hdrs(list), &mut a, &mut s);
+        (f, a)
+    }
+
+    #[test]
+    fn transfer_encoding_cases() {
+        let cases: &[(&[u8], bool, bool)] = &[
+            // value, chunked?, obfuscated?
+            (b"chunked", true, false),
+            (b"gzip, chunked", true, false),
+            (b"Chunked", true, true),
+            (b"chunked, identity", true, true),
+            (b"\x0bchunked", true, true),
+            (b"chunked\x0c", true, true),
+            (b"=?UTF-8?B?Y2h1bmtlZAo=?=", false, true),
+            (b"xchunked", false, true),
+            (b"chunked, chunked", true, true),
+            (b"identity", false, true),
+        ];
+        for (v, chunked, obf) in cases {
+            let (f, a) = framing(&[("Transfer-Encoding", v)]);
+            assert_eq!(f.request() == Framing::Chunked, *chunked, "{v:?}");
+            assert_eq!(
+                a.contains(Anomaly::ObfuscatedTransferEncoding),
+                *obf,
+                "{v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn content_length_cases() {
+        let (f, a) = framing(&[("Content-Length", b"5"), ("content-length", b"5")]);
+        assert_eq!(f.request(), Framing::Length(5));
+        assert!(a.is_empty());
+        let (f, a) = framing(&[("Content-Length", b"5, 5")]);
+        assert_eq!(f.request(), Framing::Length(5));
+        assert!(a.is_empty());
+        let (f, a) = framing(&[("Content-Length", b"11"), ("Content-Length", b"93")]);
+        assert_eq!(f.request(), Framing::Length(11));
+        assert!(a.contains(Anomaly::ConflictingContentLength));
+        let (f, a) = framing(&[("Content-Length", b"+5")]);
+        assert_eq!(f.request(), Framing::None);
+        assert_eq!(f.response(), Framing::Close);
+        assert!(a.contains(Anomaly::InvalidContentLength));
+        let (f, a) = framing(&[("Content-Length", b"50"), ("Transfer-Encoding", b"chunked")]);
+        assert_eq!(f.request(), Framing::Chunked);
+        assert!(a.contains(Anomaly::AmbiguousFraming));
+        let (f, a) = framing(&[
+            ("Content-Length", b"68"),
+            ("Transfer-Encoding", b"=?UTF-8?B?Y2h1bmtlZAo=?="),
+        ]);
+        assert_eq!(f.response(), Framing::Length(68));
+        assert!(a.contains(Anomaly::AmbiguousFraming));
+        assert!(a.contains(Anomaly::ObfuscatedTransferEncoding));
+        let (f, _) = framing(&[("Content-Length", b"99999999999999999999999")]);
+        assert_eq!(f.request(), Framing::None);
+    }
+
+    #[test]
+    fn encodings_in_applied_order() {
+        let (f, a) = framing(&[
+            ("Content-Encoding", b"gzip, identity"),
+            ("Content-Encoding", b" Deflate "),
+            ("Transfer-Encoding", b"gzip, chunked"),
+        ]);
+        assert_eq!(f.encoding, vec!["gzip", "deflate", "gzip"]);
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn lenient_fallback() {
+        let (h, lenient) = parse_request_head(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: \x0bchunked\r\n\r\n",
+            8,
+        )
+        .unwrap();
+        assert!(lenient);
+        assert_eq!(h.headers[0].value, b"\x0bchunked");
+        let (h, lenient) =
+            parse_request_head(b"GET /\xff HTTP/1.1\r\nA: b\r\n c\r\n\r\n", 8).unwrap();
+        assert!(lenient);
+        assert_eq!(h.target, "/\u{fffd}");
+        assert_eq!(h.headers[0].value, b"b c");
+        assert_eq!(
+            parse_request_head(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 8).unwrap_err(),
+            HeadError::Unparseable
+        );
+        assert_eq!(
+            parse_request_head(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", 1).unwrap_err(),
+            HeadError::TooManyHeaders
+        );
+        let (h, lenient) =
+            parse_response_head(b"HTTP/1.0 404 File\x01\r\nA: b\r\n\r\n", 8).unwrap();
+        assert!(lenient);
+        assert_eq!((h.status, h.version), (404, Version::Http10));
+    }
+}
