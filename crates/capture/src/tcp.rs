@@ -23,7 +23,8 @@ pub enum OverlapPolicy {
     /// Bytes that arrived last win.
     Last,
     /// What a Linux receiver keeps: the segment with the lower starting sequence number
-    /// wins; on an equal start the later segment wins if it is at least as long.
+    /// wins; on an equal start the later segment wins only if it is longer (the kernel drops a
+    /// new segment that an earlier one wholly covers).
     #[default]
     Linux,
 }
@@ -43,7 +44,7 @@ impl OverlapPolicy {
         match self {
             OverlapPolicy::First => false,
             OverlapPolicy::Last => true,
-            OverlapPolicy::Linux => new_off < old_off || (new_off == old_off && new_len >= old_len),
+            OverlapPolicy::Linux => new_off < old_off || (new_off == old_off && new_len > old_len),
         }
     }
 }
