@@ -137,13 +137,24 @@ impl BodyAcc {
         }
     }
 
+    /// The finished body. A compressed stream that did not reach its end in a body that
+    /// did is corrupt (its checksum was never seen): `DecodeError`, reported undecoded.
     pub(crate) fn finish(
         mut self,
         cfg: &HttpConfig,
         truncated: bool,
+        anomalies: &mut Anomalies,
         stats: &mut HttpStats,
     ) -> Body {
         self.body.truncated |= truncated;
+        if let Plan::Active(dec) = &self.plan {
+            if !self.body.truncated && !dec.finished() {
+                anomalies.insert(Anomaly::DecodeError);
+                stats.anomaly(Anomaly::DecodeError);
+                self.body.prefix = std::mem::take(&mut self.raw_prefix);
+                self.plan = Plan::Failed;
+            }
+        }
         self.body.bytes = match self.plan {
             Plan::Plain | Plan::Failed => self.body.wire_bytes,
             Plan::Pending(_) | Plan::Active(_) | Plan::Stopped => self.decoded,

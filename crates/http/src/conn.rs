@@ -617,14 +617,23 @@ impl HttpConn {
         n
     }
 
+    /// Counts bytes skipped while resynchronising; gives the connection up when it never
+    /// showed HTTP and the scan budget is spent (counting only up to that point, so the
+    /// counter does not depend on how the bytes were split into packets).
     fn skip_count(&mut self, cfg: &HttpConfig, n: usize, stats: &mut HttpStats) {
-        stats.resync_skipped_bytes += n as u64;
+        let n = n as u64;
         if self.is_http.is_none() {
-            self.undecided_skipped += n as u64;
-            if self.undecided_skipped > cfg.undecided_scan_bytes {
+            let room = cfg
+                .undecided_scan_bytes
+                .saturating_sub(self.undecided_skipped);
+            if n > room {
+                stats.resync_skipped_bytes += room + 1;
                 self.give_up(stats);
+                return;
             }
+            self.undecided_skipped += n;
         }
+        stats.resync_skipped_bytes += n;
     }
 
     fn step(
@@ -1416,11 +1425,11 @@ impl HttpConn {
         out: &mut Vec<Call>,
         stats: &mut HttpStats,
     ) {
-        let Some(msg) = self.sides[d].cur.take() else {
+        let Some(mut msg) = self.sides[d].cur.take() else {
             return;
         };
         let ts_end = ts_end.unwrap_or(msg.ts_end);
-        let body = msg.body.finish(cfg, truncated, stats);
+        let body = msg.body.finish(cfg, truncated, &mut msg.anomalies, stats);
         let normal = matches!(self.sides[d].state, State::Body(_) | State::Head);
         match msg.head {
             MsgHead::Req(h) => {

@@ -118,6 +118,11 @@ impl Decoder {
         }
     }
 
+    /// Every layer reached the end of its compressed stream.
+    pub(crate) fn finished(&self) -> bool {
+        self.layers.iter().all(|l| l.done)
+    }
+
     pub(crate) fn heap_estimate(&self) -> usize {
         self.layers.len() * LAYER_HEAP_ESTIMATE
     }
