@@ -81,6 +81,8 @@ counters! {
     flows_evicted_capacity,
     /// Flows evicted to stay under `flow.memcap_bytes`.
     flows_evicted_memcap,
+    /// Packets that joined the other direction's flow mirrored under another tunnel id/VLAN.
+    flows_joined_asymmetric,
     /// TCP segments processed.
     tcp_segments,
     /// Connections picked up without seeing their handshake.

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::counters::Counters;
 use crate::decode::{self, DecodeConfig, DecodeError, Decoder, IpPacket, LinkType};
 use crate::frag::{FragConfig, FragTable};
-use crate::key::{Endpoint, FlowKey, NormKey};
+use crate::key::{Endpoint, FlowKey, NormKey, TunnelId};
 use crate::stream::{CloseReason, ConnMeta, Direction, Orientation, StreamEvent, StreamHandler};
 use crate::tcp::{HalfStream, ReasmConfig, Segment, Shared};
 use crate::time::{Duration, Timestamp};
@@ -75,6 +75,8 @@ struct Flow<S> {
     /// Consumer state; dropped at close.
     user: Option<S>,
     user_mem: usize,
+    /// The other direction's key when it arrived under another tunnel id (asymmetric join).
+    alias: Option<NormKey>,
 }
 
 /// Packets in, stream events out. See the module docs.
@@ -86,6 +88,9 @@ pub struct Engine<H: StreamHandler> {
     slots: Vec<Option<Flow<H::Conn>>>,
     free: Vec<u32>,
     index: FxHashMap<NormKey, u32>,
+    /// Tunnelled or tagged flows by their key without tunnel id and VLAN, to join the two
+    /// directions of a connection mirrored by different sessions (see `join_asymmetric`).
+    loose: FxHashMap<NormKey, u32>,
     counters: Counters,
     handler: H,
     ooo_bytes: usize,
@@ -106,6 +111,7 @@ impl<H: StreamHandler> Engine<H> {
             slots: Vec::new(),
             free: Vec::new(),
             index: FxHashMap::default(),
+            loose: FxHashMap::default(),
             counters: Counters::default(),
             handler,
             ooo_bytes: 0,
@@ -249,7 +255,9 @@ impl<H: StreamHandler> Engine<H> {
             tunnel: ip.ctx.tunnel,
         };
         let nk = key.normalized();
-        let hash = nk.stable_hash();
+        // Sharding ignores tunnel ids and VLANs, so that two directions mirrored under
+        // different ids meet on one worker (see `join_asymmetric`).
+        let hash = loose_key(&nk).stable_hash();
         if let Some((i, n)) = self.shard {
             if hash % n != i {
                 self.counters.shard_skipped += 1;
@@ -288,13 +296,12 @@ impl<H: StreamHandler> Engine<H> {
                     slot
                 }
             }
-            None => {
+            None => match self.join_asymmetric(&key, &nk, pure_syn) {
+                Some(slot) => slot,
                 // Stray ACKs, FINs and RSTs of connections we never saw do not open one.
-                if flags.rst || (!flags.syn && seg.payload.is_empty()) {
-                    return;
-                }
-                self.create(ts, key, nk, hash, flags)
-            }
+                None if flags.rst || (!flags.syn && seg.payload.is_empty()) => return,
+                None => self.create(ts, key, nk, hash, flags),
+            },
         };
 
         let Engine {
@@ -368,6 +375,30 @@ impl<H: StreamHandler> Engine<H> {
         }
     }
 
+    /// Mirroring often delivers the two directions of a connection under different session
+    /// ids (ERSPAN sessions, GRE keys, VLANs of a routed SPAN). When a packet's exact key is
+    /// unknown, it is not a SYN, and an open flow with the same addresses and ports under
+    /// another id has not yet seen this direction, the packet joins that flow.
+    fn join_asymmetric(&mut self, key: &FlowKey, nk: &NormKey, pure_syn: bool) -> Option<u32> {
+        if pure_syn || nk.tunnel.is_none() {
+            return None;
+        }
+        let slot = *self.loose.get(&loose_key(nk))?;
+        let flow = self.slots[slot as usize].as_mut()?;
+        let dir = usize::from(key.src != flow.meta.key.src);
+        if flow.closed
+            || flow.halves[dir].started()
+            || flow.alias.is_some()
+            || flow.meta.key.tunnel == key.tunnel
+        {
+            return None;
+        }
+        flow.alias = Some(*nk);
+        self.index.insert(*nk, slot);
+        self.counters.flows_joined_asymmetric += 1;
+        Some(slot)
+    }
+
     fn create(
         &mut self,
         ts: Timestamp,
@@ -415,6 +446,7 @@ impl<H: StreamHandler> Engine<H> {
             closed: false,
             user: Some(user),
             user_mem: 0,
+            alias: None,
         };
         let slot = match self.free.pop() {
             Some(s) => {
@@ -427,6 +459,9 @@ impl<H: StreamHandler> Engine<H> {
             }
         };
         self.index.insert(nk, slot);
+        if !nk.tunnel.is_none() {
+            self.loose.insert(loose_key(&nk), slot);
+        }
         slot
     }
 
@@ -473,7 +508,15 @@ impl<H: StreamHandler> Engine<H> {
     fn remove(&mut self, slot: u32) {
         if let Some(flow) = self.slots[slot as usize].take() {
             debug_assert!(flow.closed, "only closed flows are removed");
-            self.index.remove(&flow.meta.key.normalized());
+            let nk = flow.meta.key.normalized();
+            self.index.remove(&nk);
+            if let Some(alias) = flow.alias {
+                self.index.remove(&alias);
+            }
+            let lk = loose_key(&nk);
+            if self.loose.get(&lk) == Some(&slot) {
+                self.loose.remove(&lk);
+            }
             self.free.push(slot);
         }
     }
@@ -608,6 +651,13 @@ impl<H: StreamHandler> Engine<H> {
                 self.remove(slot);
             }
         }
+    }
+}
+
+fn loose_key(nk: &NormKey) -> NormKey {
+    NormKey {
+        tunnel: TunnelId::NONE,
+        ..*nk
     }
 }
 
@@ -836,5 +886,78 @@ mod tests {
         );
         assert_eq!(log.last().unwrap().1, "closed fin");
         assert_eq!(log.iter().filter(|(_, s)| s.starts_with("open")).count(), 1);
+    }
+
+    /// `inner` inside IPv4/GRE with `key`.
+    fn gre(key: u32, inner: &[u8]) -> Vec<u8> {
+        let total = 20 + 8 + inner.len();
+        let mut v = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            47,
+            0,
+            0,
+        ];
+        v.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
+        v.extend_from_slice(&[0x20, 0, 0x08, 0x00]);
+        v.extend_from_slice(&key.to_be_bytes());
+        v.extend_from_slice(inner);
+        v
+    }
+
+    #[test]
+    fn directions_mirrored_under_different_gre_keys_meet() {
+        let frames = [
+            (1, gre(0, &frame(true, 100, 0, SYN, b""))),
+            (1, gre(7, &frame(false, 500, 101, SYN | ACK, b""))),
+            (1, gre(0, &frame(true, 101, 501, ACK, b"req"))),
+            (1, gre(7, &frame(false, 501, 104, ACK, b"resp"))),
+        ];
+        for shards in [1, 2] {
+            let mut log = Vec::new();
+            for i in 0..shards {
+                let mut e =
+                    Engine::new(EngineConfig::default(), Log::default()).with_shard(i, shards);
+                for (t, f) in &frames {
+                    e.process(
+                        Timestamp::from_secs(*t),
+                        Some(LinkType::Raw),
+                        f,
+                        f.len() as u32,
+                    );
+                }
+                e.finish();
+                log.extend(e.into_handler().0.into_iter().map(|(_, s)| s));
+            }
+            assert_eq!(
+                log,
+                [
+                    "open 10.0.0.1:40000->10.0.0.2:80",
+                    "ToServer req",
+                    "ToClient resp",
+                    "closed end_of_capture"
+                ],
+                "{shards} shards"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_syn_under_another_key_stays_a_separate_tenant() {
+        let log = run(
+            EngineConfig::default(),
+            &[
+                (1, gre(1, &frame(true, 100, 0, SYN, b""))),
+                (1, gre(2, &frame(true, 100, 0, SYN, b""))),
+            ],
+        );
+        assert_eq!(log.iter().filter(|(_, s)| s.starts_with("open")).count(), 2);
     }
 }

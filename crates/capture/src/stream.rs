@@ -54,7 +54,8 @@ pub struct ConnMeta {
     pub id: u64,
     /// The flow key with `client` as the first endpoint.
     pub key: FlowKey,
-    /// Symmetric hash of the key, the same for both directions.
+    /// Symmetric hash of the addresses and ports (not the tunnel id), the same for both
+    /// directions; it picks the worker shard.
     pub hash: u64,
     pub orientation: Orientation,
     /// Capture time of the first packet.
