@@ -208,7 +208,9 @@ impl StreamHandler for Pipeline {
         self.report.event(&mut conn.stats, meta, ev);
         let (cfg, stats, out) = (&self.http_cfg, &mut self.http_stats, &mut self.scratch);
         match ev {
-            StreamEvent::Data { dir, ts, data } => conn.http.on_data(cfg, dir, ts, data, out, stats),
+            StreamEvent::Data { dir, ts, data } => {
+                conn.http.on_data(cfg, dir, ts, data, out, stats)
+            }
             StreamEvent::Gap { dir, ts, len } => conn.http.on_gap(cfg, dir, ts, len, out, stats),
             StreamEvent::Closed { ts, .. } => conn.http.on_close(cfg, ts, out, stats),
             StreamEvent::Anomaly { .. } => {}
@@ -315,9 +317,13 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
 
 fn open_output(path: &std::path::Path) -> anyhow::Result<Box<dyn Write + Send>> {
     if path.as_os_str() == "-" {
-        return Ok(Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout())));
+        return Ok(Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stdout(),
+        )));
     }
-    let f = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let f =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Box::new(std::io::BufWriter::with_capacity(1 << 16, f)))
 }
 
@@ -389,7 +395,9 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     if let Some(w) = written {
         let (_, late) = w.context("writing calls failed")?;
         if late > 0 {
-            warnings.push(format!("{late} calls written out of request-time order (raise output.reorder_max_calls)"));
+            warnings.push(format!(
+                "{late} calls written out of request-time order (raise output.reorder_max_calls)"
+            ));
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -397,11 +405,21 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         eprintln!("apiscope: warning: {w}");
     }
     if args.report {
-        print_report(&report, &counters, &http, calls);
+        let mut out = std::io::stdout().lock();
+        match print_report(&mut out, &report, &counters, &http, calls) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(anyhow::Error::from(e).context("writing the report").into())
+            }
+            _ => {}
+        }
     }
     eprintln!("{}", summary_line(&counters, &report, calls, elapsed));
     if args.stats {
-        for (name, v) in counters.iter().chain(http.iter()).filter(|(_, v)| *v > 0) {
+        for (name, v) in counters
+            .iter()
+            .chain(http.counters())
+            .filter(|(_, v)| *v > 0)
+        {
             eprintln!("  {name:<28} {v}");
         }
     }
@@ -440,34 +458,43 @@ fn summary_line(c: &Counters, r: &StreamReport, calls: u64, elapsed: f64) -> Str
     )
 }
 
-fn print_report(r: &StreamReport, c: &Counters, http: &HttpStats, calls: u64) {
-    println!("HTTP calls: {calls}");
-    println!(
+fn print_report(
+    out: &mut impl Write,
+    r: &StreamReport,
+    c: &Counters,
+    http: &HttpStats,
+    calls: u64,
+) -> std::io::Result<()> {
+    writeln!(out, "HTTP calls: {calls}")?;
+    writeln!(
+        out,
         "Connections: {} ({} with handshake, {} picked up mid-stream)",
         r.connections, r.handshake, r.midstream
-    );
-    println!(
+    )?;
+    writeln!(out,
         "Stream bytes: {} client->server, {} server->client; {} gaps covering {} bytes; {} overlap/evasion anomalies",
         r.bytes[0], r.bytes[1], r.gaps, r.gap_bytes, r.anomalies
-    );
+    )?;
     let closes: Vec<String> = CLOSE_REASONS
         .iter()
         .zip(r.closes)
         .filter(|(_, n)| *n > 0)
         .map(|(reason, n)| format!("{reason} {n}"))
         .collect();
-    println!("Closed: {}", closes.join(", "));
-    println!();
-    println!(
+    writeln!(out, "Closed: {}", closes.join(", "))?;
+    writeln!(out)?;
+    writeln!(
+        out,
         "{:<60} {:>12} {:>12} {:>10}",
         "largest connections", "to server", "to client", "gap bytes"
-    );
+    )?;
     for (name, a, b, g) in &r.top {
-        println!("{name:<60} {a:>12} {b:>12} {g:>10}");
+        writeln!(out, "{name:<60} {a:>12} {b:>12} {g:>10}")?;
     }
-    println!();
-    println!("Counters:");
-    for (name, v) in c.iter().chain(http.iter()).filter(|(_, v)| *v > 0) {
-        println!("  {name:<24} {v}");
+    writeln!(out)?;
+    writeln!(out, "Counters:")?;
+    for (name, v) in c.iter().chain(http.counters()).filter(|(_, v)| *v > 0) {
+        writeln!(out, "  {name:<24} {v}")?;
     }
+    Ok(())
 }
