@@ -88,7 +88,7 @@ pub struct Engine<H: StreamHandler> {
     slots: Vec<Option<Flow<H::Conn>>>,
     free: Vec<u32>,
     index: FxHashMap<NormKey, u32>,
-    /// Tunnelled or tagged flows by their key without tunnel id and VLAN, to join the two
+    /// Flows by their key without tunnel id and VLAN, to join the two
     /// directions of a connection mirrored by different sessions (see `join_asymmetric`).
     loose: FxHashMap<NormKey, u32>,
     counters: Counters,
@@ -380,7 +380,7 @@ impl<H: StreamHandler> Engine<H> {
     /// unknown, it is not a SYN, and an open flow with the same addresses and ports under
     /// another id has not yet seen this direction, the packet joins that flow.
     fn join_asymmetric(&mut self, key: &FlowKey, nk: &NormKey, pure_syn: bool) -> Option<u32> {
-        if pure_syn || nk.tunnel.is_none() {
+        if pure_syn {
             return None;
         }
         let slot = *self.loose.get(&loose_key(nk))?;
@@ -459,9 +459,7 @@ impl<H: StreamHandler> Engine<H> {
             }
         };
         self.index.insert(nk, slot);
-        if !nk.tunnel.is_none() {
-            self.loose.insert(loose_key(&nk), slot);
-        }
+        self.loose.insert(loose_key(&nk), slot);
         slot
     }
 
@@ -959,5 +957,46 @@ mod tests {
             ],
         );
         assert_eq!(log.iter().filter(|(_, s)| s.starts_with("open")).count(), 2);
+    }
+
+    #[test]
+    fn tagged_client_and_untagged_server_meet() {
+        // 802.1Q-tagged frames one way, untagged the other (sv_bug-4376 in the corpus).
+        let eth = |vlan: Option<u16>, ip: Vec<u8>| {
+            let mut v = vec![0u8; 12];
+            if let Some(id) = vlan {
+                v.extend_from_slice(&[0x81, 0x00]);
+                v.extend_from_slice(&id.to_be_bytes());
+            }
+            v.extend_from_slice(&[0x08, 0x00]);
+            v.extend_from_slice(&ip);
+            v
+        };
+        let frames = [
+            eth(Some(3136), frame(true, 100, 0, SYN, b"")),
+            eth(None, frame(false, 500, 101, SYN | ACK, b"")),
+            eth(Some(3136), frame(true, 101, 501, ACK, b"req")),
+            eth(None, frame(false, 501, 104, ACK, b"resp")),
+        ];
+        let mut e = Engine::new(EngineConfig::default(), Log::default());
+        for f in &frames {
+            e.process(
+                Timestamp::from_secs(1),
+                Some(LinkType::Ethernet),
+                f,
+                f.len() as u32,
+            );
+        }
+        e.finish();
+        let log: Vec<String> = e.into_handler().0.into_iter().map(|(_, s)| s).collect();
+        assert_eq!(
+            log,
+            [
+                "open 10.0.0.1:40000->10.0.0.2:80",
+                "ToServer req",
+                "ToClient resp",
+                "closed end_of_capture"
+            ]
+        );
     }
 }
