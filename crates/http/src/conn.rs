@@ -81,19 +81,81 @@ enum Kind {
     Unknown,
 }
 
+/// Segments of a direction's buffer remembered with their capture time.
+const TS_SEGMENTS: usize = 16;
+
+/// Capture times of the bytes in a direction's buffer: `(offset, ts)` for the start of each
+/// run of bytes that arrived together. Beyond `TS_SEGMENTS` runs the middle ones merge (only
+/// a unit split into that many packets loses timestamp precision).
+#[derive(Clone, Copy, Debug)]
+struct TsMap {
+    segs: [(usize, Timestamp); TS_SEGMENTS],
+    len: usize,
+}
+
+impl TsMap {
+    fn new(ts: Timestamp) -> Self {
+        TsMap {
+            segs: [(0, ts); TS_SEGMENTS],
+            len: 1,
+        }
+    }
+
+    fn at(&self, off: usize) -> Timestamp {
+        let segs = &self.segs[..self.len.max(1)];
+        segs.iter()
+            .rev()
+            .find(|(o, _)| *o <= off)
+            .map_or(segs[0].1, |(_, t)| *t)
+    }
+
+    /// Bytes from `off` on arrived at `ts`.
+    fn push(&mut self, off: usize, ts: Timestamp) {
+        if self.segs[self.len - 1].1 == ts {
+            return;
+        }
+        if self.len == TS_SEGMENTS {
+            self.segs.copy_within(2..TS_SEGMENTS, 1);
+            self.len -= 1;
+        }
+        self.segs[self.len] = (off, ts);
+        self.len += 1;
+    }
+
+    /// The first `n` bytes left the buffer.
+    fn drain(&mut self, n: usize) {
+        let first = self.at(n);
+        let mut out = TsMap::new(first);
+        for &(o, t) in &self.segs[..self.len] {
+            if o > n {
+                out.push(o - n, t);
+            }
+        }
+        *self = out;
+    }
+}
+
 /// Where the bytes handed to a step came from, for timestamps: the first `old_len` were
-/// buffered earlier (first byte at `ts_old`), the rest arrived at `ts_now`.
+/// buffered earlier (times in `old`), the rest arrived at `ts_now`.
 #[derive(Clone, Copy)]
 struct Ctx {
-    ts_old: Timestamp,
+    old: TsMap,
     old_len: usize,
     ts_now: Timestamp,
 }
 
 impl Ctx {
+    fn fresh(ts: Timestamp) -> Self {
+        Ctx {
+            old: TsMap::new(ts),
+            old_len: 0,
+            ts_now: ts,
+        }
+    }
+
     fn ts_at(&self, off: usize) -> Timestamp {
         if off < self.old_len {
-            self.ts_old
+            self.old.at(off)
         } else {
             self.ts_now
         }
@@ -132,8 +194,8 @@ struct Msg {
 struct Side {
     state: State,
     buf: Vec<u8>,
-    /// Capture time of the first byte in `buf`.
-    buf_ts: Timestamp,
+    /// Capture times of the bytes in `buf`.
+    buf_ts: TsMap,
     /// Where the search for the end of a head resumes in `buf`.
     scan_from: usize,
     /// `buf` holds a complete HTTP/0.9 request line; whether headers follow is unknown
@@ -155,7 +217,7 @@ impl Side {
         Side {
             state: State::Start,
             buf: Vec::new(),
-            buf_ts: Timestamp::ZERO,
+            buf_ts: TsMap::new(Timestamp::ZERO),
             scan_from: 0,
             await_09: false,
             kick: false,
@@ -435,7 +497,7 @@ impl HttpConn {
             .filter(|d| self.kind(*d) != Kind::Responses)
             .map(|d| &self.sides[d])
             .filter(|s| matches!(s.state, State::Start | State::Head) && s.buf_has_content())
-            .map(|s| s.buf_ts)
+            .map(|s| s.buf_ts.at(0))
             .min()
     }
 
@@ -516,12 +578,7 @@ impl HttpConn {
                 if input.is_empty() {
                     break;
                 }
-                let ctx = Ctx {
-                    ts_old: ts,
-                    old_len: 0,
-                    ts_now: ts,
-                };
-                match self.step(cfg, d, input, ctx, out, stats) {
+                match self.step(cfg, d, input, Ctx::fresh(ts), out, stats) {
                     Step::Progress(n) => {
                         self.sides[d].scan_from = 0;
                         let n = if n == 0 && self.stalled(&mut stalls) {
@@ -537,7 +594,7 @@ impl HttpConn {
                         } else if self.live() {
                             let s = &mut self.sides[d];
                             s.buf.extend_from_slice(input);
-                            s.buf_ts = ts;
+                            s.buf_ts = TsMap::new(ts);
                         }
                         break;
                     }
@@ -551,7 +608,7 @@ impl HttpConn {
                 let take = input.len().min(cap.saturating_sub(old));
                 buf.extend_from_slice(&input[..take]);
                 let ctx = Ctx {
-                    ts_old: self.sides[d].buf_ts,
+                    old: self.sides[d].buf_ts,
                     old_len: old,
                     ts_now: ts,
                 };
@@ -569,12 +626,16 @@ impl HttpConn {
                         } else {
                             buf.truncate(old);
                             buf.drain(..n);
+                            self.sides[d].buf_ts.drain(n);
                         }
                         self.restore_buf(d, buf);
                     }
                     Step::NeedMore => {
                         input = input.get(take..).unwrap_or_default();
                         kick = false;
+                        if take > 0 {
+                            self.sides[d].buf_ts.push(old, ts);
+                        }
                         if buf.len() >= cap {
                             let n = buf.len();
                             buf.clear();
@@ -680,8 +741,13 @@ impl HttpConn {
         input: &[u8],
         stats: &mut HttpStats,
     ) -> Step {
+        let cap = cfg.head_cap();
         let class = match classify_start(input) {
-            Scan::NeedMore if input.len() >= cfg.head_cap() => Scan::No,
+            Scan::NeedMore if input.len() >= cap => Scan::No,
+            // Same rule as resynchronisation: a request line must fit the buffer bound.
+            Scan::Yes(Start::Request) if find_lf(input, 0).map_or(input.len(), |i| i) >= cap => {
+                Scan::No
+            }
             c => c,
         };
         match class {
@@ -742,7 +808,17 @@ impl HttpConn {
             if p >= input.len() {
                 return self.skip(cfg, d, p, true, stats);
             }
-            match resync_candidate(&input[p..], want) {
+            let candidate = match resync_candidate(&input[p..], want) {
+                // A start line as long as the buffer bound is not trusted (it could not have
+                // been recognised had it arrived in pieces).
+                Scan::Yes(Start::Request)
+                    if find_lf(input, p).map_or(input.len(), |i| i) - p >= cap =>
+                {
+                    Scan::No
+                }
+                c => c,
+            };
+            match candidate {
                 Scan::Yes(start) => {
                     self.skip_count(cfg, p, stats);
                     if !self.live() {
@@ -796,20 +872,19 @@ impl HttpConn {
         }
     }
 
-    /// A first line that is no start line: skip it and resynchronise.
-    fn bad_start_line(&mut self, d: usize, input: &[u8], stats: &mut HttpStats) -> Step {
+    /// A first line that is no start line: count it as skipped and resynchronise.
+    fn bad_start_line(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        input: &[u8],
+        stats: &mut HttpStats,
+    ) -> Step {
         stats.anomaly(Anomaly::Unparseable);
-        let side = &mut self.sides[d];
-        side.carry.insert(Anomaly::Unparseable);
+        self.sides[d].carry.insert(Anomaly::Unparseable);
         match find_lf(input, 0) {
-            Some(i) => {
-                side.state = State::Resync { line_start: true };
-                Step::Progress(i + 1)
-            }
-            None => {
-                side.state = State::Resync { line_start: false };
-                Step::Progress(input.len())
-            }
+            Some(i) => self.skip(cfg, d, i + 1, true, stats),
+            None => self.skip(cfg, d, input.len(), false, stats),
         }
     }
 
@@ -857,12 +932,13 @@ impl HttpConn {
     /// Finds the end of the head at the start of `input`, or says what to do instead.
     fn head_end(&mut self, cfg: &HttpConfig, d: usize, input: &[u8]) -> Result<usize, HeadEnd> {
         let cap = cfg.head_cap();
+        // An oversized head is cut at `cap` whether it arrived whole or in pieces, so the
+        // outcome does not depend on packet boundaries.
+        let oversized = || HeadEnd::Oversized(cap, input.get(cap - 1) == Some(&b'\n'));
         match find_head_end(input, self.sides[d].scan_from) {
-            Ok(end) if end > cap => Err(HeadEnd::Oversized(end, true)),
+            Ok(end) if end > cap => Err(oversized()),
             Ok(end) => Ok(end),
-            Err(_) if input.len() >= cap => {
-                Err(HeadEnd::Oversized(input.len(), input.ends_with(b"\n")))
-            }
+            Err(_) if input.len() >= cap => Err(oversized()),
             Err(resume) => {
                 self.sides[d].scan_from = resume;
                 Err(HeadEnd::NeedMore)
@@ -890,10 +966,10 @@ impl HttpConn {
         let line = match scan_request_line(input, false) {
             Scan::NeedMore if input.len() < cfg.head_cap() => return Step::NeedMore,
             Scan::NeedMore => {
-                let n = input.len();
-                return self.drop_head(cfg, d, n, Anomaly::OversizedHead, false, ts, out, stats);
+                let cap = cfg.head_cap();
+                return self.drop_head(cfg, d, cap, Anomaly::OversizedHead, false, ts, out, stats);
             }
-            Scan::No => return self.bad_start_line(d, input, stats),
+            Scan::No => return self.bad_start_line(cfg, d, input, stats),
             Scan::Yes(l) => l,
         };
         if let ReqLine::Http09 {
@@ -1080,11 +1156,11 @@ impl HttpConn {
         }
         self.sides[d].await_09 = false;
         let mut buf = mem::take(&mut self.sides[d].buf);
-        let ts = self.sides[d].buf_ts;
+        let map = self.sides[d].buf_ts;
         let ctx = Ctx {
-            ts_old: ts,
+            old: map,
             old_len: buf.len(),
-            ts_now: ts,
+            ts_now: map.at(buf.len()),
         };
         if let Scan::Yes(ReqLine::Http09 {
             len,
@@ -1105,7 +1181,9 @@ impl HttpConn {
                 out,
                 stats,
             );
-            buf.drain(..len.min(buf.len()));
+            let n = len.min(buf.len());
+            buf.drain(..n);
+            self.sides[d].buf_ts.drain(n);
         }
         self.restore_buf(d, buf);
     }
@@ -1146,7 +1224,7 @@ impl HttpConn {
         }
         match scan_status_line(input) {
             Scan::NeedMore => return Step::NeedMore,
-            Scan::No => return self.bad_start_line(d, input, stats),
+            Scan::No => return self.bad_start_line(cfg, d, input, stats),
             Scan::Yes(()) => {}
         }
         let end = match self.head_end(cfg, d, input) {
@@ -1318,6 +1396,7 @@ impl HttpConn {
             Chunk::Size => match find_lf(input, 0) {
                 None if input.len() < cap => Step::NeedMore,
                 None => self.invalid_chunk(cfg, d, out, stats),
+                Some(i) if i >= cap => self.invalid_chunk(cfg, d, out, stats),
                 Some(i) => match parse_chunk_size(&input[..i]) {
                     Some(0) => {
                         set(self, Chunk::Trailers(0));

@@ -1,0 +1,148 @@
+//! Recognising HTTP by content on any port, and client/server roles by content when the
+//! capture layer only guessed them.
+
+mod common;
+
+use apiscope_http::HttpConfig;
+use common::*;
+
+#[test]
+fn garbage_connection_makes_no_calls() {
+    for first in [
+        &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 TLS client hello"[..],
+        b"SSH-2.0-OpenSSH_9.6\r\n",
+        b"\x00\x00\x00\x10binary protocol",
+        b"hello there, this is not HTTP\r\n",
+        b"GET key\r\n",
+    ] {
+        let o = run(&[
+            c(first),
+            s(resp(
+                200,
+                b"looks like http but the stream did not start as http",
+            )),
+            c(req("GET", "/x", &[])),
+            close(),
+        ]);
+        assert!(o.calls.is_empty(), "{first:?}");
+        assert_eq!(o.conn.is_http(), Some(false), "{first:?}");
+        assert_eq!(o.stats.non_http_connections, 1);
+        assert_eq!(o.conn.memory(), 0);
+    }
+}
+
+#[test]
+fn server_speaks_first_non_http_protocol() {
+    let o = run(&[
+        s(b"220 mail.example ESMTP ready\r\n"),
+        c(b"EHLO client\r\n"),
+        close(),
+    ]);
+    assert!(o.calls.is_empty());
+    assert_eq!(o.conn.is_http(), Some(false));
+}
+
+#[test]
+fn http_on_any_port_is_recognised_and_undecided_before_enough_bytes() {
+    let cfg = HttpConfig::default();
+    let o = run_split(&cfg, true, &[c(b"GET /x HT")], Split::Whole);
+    assert_eq!(o.conn.is_http(), None);
+    let o = run(&[c(req("PATCH", "/x", &[])), s(resp(200, b""))]);
+    assert_eq!(o.conn.is_http(), Some(true));
+    assert_eq!(o.calls.len(), 1);
+}
+
+#[test]
+fn roles_swap_when_the_guessed_client_sends_responses() {
+    let cfg = HttpConfig::default();
+    // Uncertain orientation: the capture layer's "client" is really the server.
+    let o = run_cfg(
+        &cfg,
+        false,
+        &[
+            c(resp(200, b"hello")),
+            s(req("GET", "/swapped", &["Host: h"])),
+            s(req("GET", "/again", &[])),
+            c(resp(404, b"")),
+            close(),
+        ],
+    );
+    assert!(o.conn.roles_swapped());
+    assert_eq!(o.stats.roles_swapped, 1);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("GET", "/swapped", Some(200)), ("GET", "/again", Some(404))])
+    );
+    assert_eq!(o.calls[0].response.as_ref().unwrap().body.prefix, b"hello");
+
+    // Decided by the request side first.
+    let o = run_cfg(
+        &cfg,
+        false,
+        &[s(req("GET", "/r", &[])), c(resp(200, b"")), close()],
+    );
+    assert!(o.conn.roles_swapped());
+    assert_eq!(summary(&o.calls), sum(&[("GET", "/r", Some(200))]));
+}
+
+#[test]
+fn certain_orientation_never_swaps() {
+    let o = run(&[
+        c(resp(200, b"")),
+        s(req("GET", "/", &[])),
+        c(req("GET", "/real", &[])),
+        s(resp(200, b"")),
+        close(),
+    ]);
+    assert!(!o.conn.roles_swapped());
+    assert_eq!(summary(&o.calls), sum(&[("GET", "/real", Some(200))]));
+}
+
+#[test]
+fn uncertain_orientation_without_swap() {
+    let cfg = HttpConfig::default();
+    let o = run_cfg(
+        &cfg,
+        false,
+        &[c(req("GET", "/n", &[])), s(resp(200, b"")), close()],
+    );
+    assert!(!o.conn.roles_swapped());
+    assert_eq!(o.calls.len(), 1);
+}
+
+#[test]
+fn memory_stays_small_while_streaming_a_large_body() {
+    let cfg = HttpConfig::default();
+    let mut conn = apiscope_http::HttpConn::new(&cfg, true);
+    let mut stats = apiscope_http::HttpStats::default();
+    let mut out = Vec::new();
+    let dir = apiscope_capture::Direction::ToClient;
+    conn.on_data(
+        &cfg,
+        apiscope_capture::Direction::ToServer,
+        ts(0),
+        &req("GET", "/big", &[]),
+        &mut out,
+        &mut stats,
+    );
+    conn.on_data(
+        &cfg,
+        dir,
+        ts(1),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n",
+        &mut out,
+        &mut stats,
+    );
+    let chunk = vec![b'a'; 1460];
+    for _ in 0..10_000 {
+        conn.on_data(&cfg, dir, ts(2), &chunk, &mut out, &mut stats);
+    }
+    assert!(conn.memory() < 100_000, "{}", conn.memory());
+    // A partial head is the only thing copied, and it is bounded.
+    conn.on_close(&cfg, ts(3), &mut out, &mut stats);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].response.as_ref().unwrap().body.wire_bytes,
+        14_600_000
+    );
+}

@@ -1,0 +1,251 @@
+//! Request smuggling and evasion patterns: framing conflicts are flagged, parsed the way a
+//! lenient server would, and never crash. Shapes follow public test suites (Zeek's 261
+//! variants, HTTP Evader, Suricata's multiple Content-Length case).
+
+mod common;
+
+use apiscope_http::Anomaly;
+use common::*;
+
+#[test]
+fn content_length_with_chunked_follows_chunked() {
+    // CL says 50, chunked says the body is empty: the smuggled GET is a request of its own.
+    let o = run(&[
+        c(b"POST / HTTP/1.1\r\nHost: target\r\nTransfer-Encoding: chunked\r\nContent-Length: 50\r\n\r\n0\r\n\r\nGET /smuggled-te-cl HTTP/1.1\r\nHost: target\r\n\r\n"),
+        close(),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("POST", "/", None), ("GET", "/smuggled-te-cl", None)])
+    );
+    assert_eq!(
+        o.calls[0].anomalies,
+        anomalies(&[Anomaly::AmbiguousFraming])
+    );
+    assert!(o.calls[1].anomalies.is_empty());
+    assert_eq!(o.stats.ambiguous_framing, 1);
+}
+
+#[test]
+fn differing_content_lengths_use_the_first() {
+    let o = run(&[
+        c(b"POST /which.php HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length:11\r\nContent-Length:93\r\n\r\nbar=1&foo=2POST /evil.php HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length:19\r\n\r\nevilbar=3&evilfoo=4"),
+        s(resp(501, b"")),
+        close(),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[
+            ("POST", "/which.php", Some(501)),
+            ("POST", "/evil.php", None)
+        ])
+    );
+    assert_eq!(o.calls[0].request.body.prefix, b"bar=1&foo=2");
+    assert_eq!(
+        o.calls[0].anomalies,
+        anomalies(&[Anomaly::ConflictingContentLength])
+    );
+    assert_eq!(o.calls[1].request.body.prefix, b"evilbar=3&evilfoo=4");
+
+    // Identical duplicates are fine.
+    let o = run(&[
+        c(b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"),
+        close(),
+    ]);
+    assert!(o.calls[0].anomalies.is_empty());
+}
+
+#[test]
+fn obfuscated_transfer_encodings() {
+    // (Transfer-Encoding value, framed as chunked?)
+    let cases: &[(&[u8], bool)] = &[
+        (b"chunked, identity", true),
+        (b"\x0bchunked", true),
+        (b"Chunked", true),
+        (b"chunked\t", false), // trailing HTAB is trimmed as OWS: exact, not obfuscated
+        (b"=?UTF-8?B?Y2h1bmtlZAo=?=", false),
+        (b"xchunked", false),
+    ];
+    for (te, chunked) in cases {
+        let head = cat(&[
+            b"POST / HTTP/1.1\r\nHost: target\r\nTransfer-Encoding: ",
+            te,
+            b"\r\n\r\n",
+        ]);
+        let o = run(&[
+            c(cat(&[
+                &head,
+                b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: target\r\n\r\n",
+            ])),
+            close(),
+        ]);
+        let first = &o.calls[0];
+        let obfuscated = te != b"chunked\t";
+        assert_eq!(
+            first
+                .anomalies
+                .contains(Anomaly::ObfuscatedTransferEncoding),
+            obfuscated,
+            "{te:?}"
+        );
+        if *chunked {
+            // Lenient servers de-chunk: the GET after the last chunk is a request.
+            assert_eq!(
+                summary(&o.calls),
+                sum(&[("POST", "/", None), ("GET", "/smuggled", None)]),
+                "{te:?}"
+            );
+        } else {
+            // Not chunked, no Content-Length: no body. The chunk bytes are not a request line,
+            // so the parser skips them and still finds the smuggled GET.
+            assert_eq!(o.calls[0].request.body.wire_bytes, 0, "{te:?}");
+            assert_eq!(
+                o.calls.last().unwrap().request.target,
+                "/smuggled",
+                "{te:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rfc2047_transfer_encoding_in_a_response_falls_back_to_content_length() {
+    // HTTP Evader 072: the body must come out as sent, framed by Content-Length.
+    let body = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    let o = run(&[
+        c(req("GET", "/chunked/eicar.txt/rfc2047,clen,do_clen", &["Host: evader.example.com"])),
+        s(cat(&[
+            b"HTTP/1.1 200 ok\r\nContent-type: application/octet-stream\r\nTransfer-Encoding: =?UTF-8?B?Y2h1bmtlZAo=?=\r\nConnection: close\r\nContent-length: 68\r\n\r\n",
+            body,
+        ])),
+        close(),
+    ]);
+    let call = &o.calls[0];
+    let r = call.response.as_ref().unwrap();
+    assert_eq!(r.body.prefix, body);
+    assert!(!r.body.truncated);
+    assert_eq!(
+        call.anomalies,
+        anomalies(&[
+            Anomaly::AmbiguousFraming,
+            Anomaly::ObfuscatedTransferEncoding
+        ])
+    );
+}
+
+#[test]
+fn chunk_size_overflow_ends_the_body_and_finds_the_smuggled_request() {
+    let o = run(&[
+        c(b"POST / HTTP/1.1\r\nHost: target\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n\r\nGET /smuggled-chunk-2pow64 HTTP/1.1\r\nHost: target\r\n\r\n"),
+        close(),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("POST", "/", None), ("GET", "/smuggled-chunk-2pow64", None)])
+    );
+    assert_eq!(o.calls[0].anomalies, anomalies(&[Anomaly::InvalidChunk]));
+    assert!(o.calls[0].request.body.truncated);
+    assert_eq!(o.stats.invalid_chunks, 1);
+}
+
+#[test]
+fn junk_chunk_sizes_and_missing_chunk_crlf() {
+    let o = run(&[
+        c(req("GET", "/1", &[])),
+        s(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        c(req("GET", "/2", &[])),
+        s(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX\r\n"),
+        close(),
+    ]);
+    // The junk chunk ends the first response; the status line found after it is a response
+    // of its own, held until /2 arrives and paired with it (FIFO). The real answer to /2 then
+    // has no request left: an orphan, also cut at its missing chunk CRLF.
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("GET", "/1", Some(200)), ("GET", "/2", Some(200))])
+    );
+    assert_eq!(o.calls[0].anomalies, anomalies(&[Anomaly::InvalidChunk]));
+    assert!(o.calls[0].response.as_ref().unwrap().body.truncated);
+    assert!(o.calls[1].anomalies.is_empty());
+    assert_eq!(o.stats.orphan_responses, 1);
+    assert_eq!(o.stats.invalid_chunks, 2);
+    assert_eq!(o.stats.resync_skipped_bytes, 8);
+}
+
+#[test]
+fn expect_100_with_zero_length_then_smuggled_request() {
+    let o = run(&[
+        c(b"POST / HTTP/1.1\r\nHost: target\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\nGET /smuggled-expect-100 HTTP/1.1\r\nHost: target\r\n\r\n"),
+        close(),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("POST", "/", None), ("GET", "/smuggled-expect-100", None)])
+    );
+}
+
+#[test]
+fn invalid_content_length() {
+    let o = run(&[
+        c(b"POST /a HTTP/1.1\r\nContent-Length: -1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"),
+        s(b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nclose-delimited"),
+        close(),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("POST", "/a", Some(200)), ("GET", "/b", None)])
+    );
+    assert_eq!(
+        o.calls[0].anomalies,
+        anomalies(&[Anomaly::InvalidContentLength])
+    );
+    assert_eq!(
+        o.calls[0].response.as_ref().unwrap().body.prefix,
+        b"close-delimited"
+    );
+    assert_eq!(o.stats.invalid_content_length, 2);
+}
+
+#[test]
+fn control_bytes_in_header_values_parse_leniently() {
+    let o = run(&[
+        c(b"POST / HTTP/1.1\r\nHost: target\r\nTransfer-Encoding:\x0bchunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+        s(resp(200, b"")),
+    ]);
+    assert_eq!(summary(&o.calls), sum(&[("POST", "/", Some(200))]));
+    assert_eq!(o.calls[0].request.body.prefix, b"abc");
+    assert_eq!(
+        o.calls[0].anomalies,
+        anomalies(&[
+            Anomaly::ObfuscatedTransferEncoding,
+            Anomaly::NonConformingHead
+        ])
+    );
+}
+
+#[test]
+fn space_before_colon_is_unparseable_and_resynchronises_inside_the_body() {
+    let o = run(&[
+        c(b"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: t\r\n\r\n"),
+        s(resp(400, b"")),
+        s(resp(200, b"")),
+        close(),
+    ]);
+    // The dropped POST absorbs the 400, keeping the hidden GET paired with its own answer.
+    assert_eq!(summary(&o.calls), sum(&[("GET", "/hidden", Some(200))]));
+    assert_eq!(o.calls[0].anomalies, anomalies(&[Anomaly::Unparseable]));
+    assert_eq!(o.stats.unparseable_heads, 1);
+    assert_eq!(o.stats.responses_to_dropped_requests, 1);
+}
+
+#[test]
+fn response_smuggling_via_101_without_upgrade_request_is_still_a_tunnel() {
+    let o = run(&[
+        c(req("GET", "/", &[])),
+        s(b"HTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"),
+        c(req("GET", "/hidden", &[])),
+        close(),
+    ]);
+    assert_eq!(summary(&o.calls), sum(&[("GET", "/", Some(101))]));
+    assert_eq!(o.stats.upgraded_connections, 1);
+}
