@@ -193,6 +193,14 @@ impl Decoder {
         frame: &'a [u8],
         truncated: bool,
     ) -> Result<IpPacket<'a>, DecodeError> {
+        // Fast path for the common frame: Ethernet, IPv4, TCP, not a fragment.
+        if link == LinkType::Ethernet && frame.len() >= 34 && frame[12..14] == [0x08, 0x00] {
+            if let Ok(ip) = ipv4(&frame[14..], Ctx::default(), truncated) {
+                if ip.proto == 6 && ip.frag.is_none() {
+                    return Ok(ip);
+                }
+            }
+        }
         let first = self.link_layer(link, frame)?;
         self.walk(first, Ctx::default(), truncated)
     }

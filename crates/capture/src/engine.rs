@@ -10,7 +10,9 @@
 //! `flow.memcap_bytes`, a connection is evicted: of a few sampled slots, the one idle the
 //! longest (sampling with a fixed seed keeps replays deterministic).
 
-use rustc_hash::FxHashMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
 use serde::Deserialize;
 
 use crate::counters::Counters;
@@ -58,6 +60,40 @@ pub struct EngineConfig {
     pub reassembly: ReasmConfig,
 }
 
+/// A table key with its hash computed once per packet (the shard hash, `loose_key`'s
+/// stable hash), so the maps do not hash the addresses a second time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Keyed {
+    hash: u64,
+    key: NormKey,
+}
+
+impl Hash for Keyed {
+    fn hash<S: Hasher>(&self, state: &mut S) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes a precomputed hash through (`Keyed` writes exactly one `u64`).
+#[derive(Debug, Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type KeyMap = HashMap<Keyed, u32, BuildHasherDefault<PassThrough>>;
+
 /// Estimated bytes of one flow-table entry besides its buffers.
 const FLOW_OVERHEAD: usize = std::mem::size_of::<NormKey>() + 384;
 /// Slots sampled when choosing a flow to evict.
@@ -87,10 +123,10 @@ pub struct Engine<H: StreamHandler> {
     frags: FragTable,
     slots: Vec<Option<Flow<H::Conn>>>,
     free: Vec<u32>,
-    index: FxHashMap<NormKey, u32>,
+    index: KeyMap,
     /// Flows by their key without tunnel id and VLAN, to join the two
     /// directions of a connection mirrored by different sessions (see `join_asymmetric`).
-    loose: FxHashMap<NormKey, u32>,
+    loose: KeyMap,
     counters: Counters,
     handler: H,
     ooo_bytes: usize,
@@ -110,8 +146,8 @@ impl<H: StreamHandler> Engine<H> {
             cfg,
             slots: Vec::new(),
             free: Vec::new(),
-            index: FxHashMap::default(),
-            loose: FxHashMap::default(),
+            index: KeyMap::default(),
+            loose: KeyMap::default(),
             counters: Counters::default(),
             handler,
             ooo_bytes: 0,
@@ -268,7 +304,8 @@ impl<H: StreamHandler> Engine<H> {
         let flags = seg.flags;
         let pure_syn = flags.syn && !flags.ack;
 
-        let slot = match self.index.get(&nk).copied() {
+        let keyed = Keyed { hash, key: nk };
+        let slot = match self.index.get(&keyed).copied() {
             Some(slot) => {
                 let flow = self.slots[slot as usize]
                     .as_ref()
@@ -296,7 +333,7 @@ impl<H: StreamHandler> Engine<H> {
                     slot
                 }
             }
-            None => match self.join_asymmetric(&key, &nk, pure_syn) {
+            None => match self.join_asymmetric(&key, keyed, pure_syn) {
                 Some(slot) => slot,
                 // Stray ACKs, FINs and RSTs of connections we never saw do not open one.
                 None if flags.rst || (!flags.syn && seg.payload.is_empty()) => return,
@@ -379,11 +416,11 @@ impl<H: StreamHandler> Engine<H> {
     /// ids (ERSPAN sessions, GRE keys, VLANs of a routed SPAN). When a packet's exact key is
     /// unknown, it is not a SYN, and an open flow with the same addresses and ports under
     /// another id has not yet seen this direction, the packet joins that flow.
-    fn join_asymmetric(&mut self, key: &FlowKey, nk: &NormKey, pure_syn: bool) -> Option<u32> {
+    fn join_asymmetric(&mut self, key: &FlowKey, keyed: Keyed, pure_syn: bool) -> Option<u32> {
         if pure_syn {
             return None;
         }
-        let slot = *self.loose.get(&loose_key(nk))?;
+        let slot = *self.loose.get(&loose(keyed))?;
         let flow = self.slots[slot as usize].as_mut()?;
         let dir = usize::from(key.src != flow.meta.key.src);
         if flow.closed
@@ -393,8 +430,8 @@ impl<H: StreamHandler> Engine<H> {
         {
             return None;
         }
-        flow.alias = Some(*nk);
-        self.index.insert(*nk, slot);
+        flow.alias = Some(keyed.key);
+        self.index.insert(keyed, slot);
         self.counters.flows_joined_asymmetric += 1;
         Some(slot)
     }
@@ -458,8 +495,9 @@ impl<H: StreamHandler> Engine<H> {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(nk, slot);
-        self.loose.insert(loose_key(&nk), slot);
+        let keyed = Keyed { hash, key: nk };
+        self.index.insert(keyed, slot);
+        self.loose.insert(loose(keyed), slot);
         slot
     }
 
@@ -506,12 +544,16 @@ impl<H: StreamHandler> Engine<H> {
     fn remove(&mut self, slot: u32) {
         if let Some(flow) = self.slots[slot as usize].take() {
             debug_assert!(flow.closed, "only closed flows are removed");
-            let nk = flow.meta.key.normalized();
-            self.index.remove(&nk);
+            let hash = flow.meta.hash;
+            let keyed = Keyed {
+                hash,
+                key: flow.meta.key.normalized(),
+            };
+            self.index.remove(&keyed);
             if let Some(alias) = flow.alias {
-                self.index.remove(&alias);
+                self.index.remove(&Keyed { hash, key: alias });
             }
-            let lk = loose_key(&nk);
+            let lk = loose(keyed);
             if self.loose.get(&lk) == Some(&slot) {
                 self.loose.remove(&lk);
             }
@@ -649,6 +691,13 @@ impl<H: StreamHandler> Engine<H> {
                 self.remove(slot);
             }
         }
+    }
+}
+
+fn loose(k: Keyed) -> Keyed {
+    Keyed {
+        hash: k.hash,
+        key: loose_key(&k.key),
     }
 }
 

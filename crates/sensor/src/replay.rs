@@ -37,12 +37,23 @@ pub struct ReplayArgs {
     /// Write every HTTP call as JSON Lines to this file (`-` = stdout).
     #[arg(long)]
     calls: Option<PathBuf>,
+    /// Run the pipeline up to this stage: `capture` (decapsulation and reassembly only, for
+    /// benchmarking) or `http` (everything built so far).
+    #[arg(long, value_enum, default_value_t = Stage::Http)]
+    stage: Stage,
     /// Print every non-zero counter to stderr after the summary.
     #[arg(long)]
     stats: bool,
     /// Print a readable report of the connections and streams seen to stdout.
     #[arg(long)]
     report: bool,
+}
+
+/// How far `replay` runs the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    Capture,
+    Http,
 }
 
 /// Per-connection statistics kept by the stream-statistics handler.
@@ -163,13 +174,15 @@ struct Pipeline {
     scratch: Vec<Call>,
     lines: Vec<CallLine>,
     write_calls: bool,
+    /// False with `--stage capture`: streams are counted, not parsed.
+    parse_http: bool,
     calls: u64,
     /// Oldest unfinished request per connection: (time, connection id).
     pending: BTreeSet<(Timestamp, u64)>,
 }
 
 impl Pipeline {
-    fn new(http_cfg: HttpConfig, write_calls: bool) -> Self {
+    fn new(http_cfg: HttpConfig, write_calls: bool, parse_http: bool) -> Self {
         Pipeline {
             report: StreamReport::default(),
             http_cfg,
@@ -177,6 +190,7 @@ impl Pipeline {
             scratch: Vec::new(),
             lines: Vec::new(),
             write_calls,
+            parse_http,
             calls: 0,
             pending: BTreeSet::new(),
         }
@@ -206,6 +220,9 @@ impl StreamHandler for Pipeline {
 
     fn event(&mut self, conn: &mut PipeConn, meta: &ConnMeta, ev: StreamEvent<'_>) {
         self.report.event(&mut conn.stats, meta, ev);
+        if !self.parse_http {
+            return;
+        }
         let (cfg, stats, out) = (&self.http_cfg, &mut self.http_stats, &mut self.scratch);
         match ev {
             StreamEvent::Data { dir, ts, data } => {
@@ -261,10 +278,15 @@ struct WorkerCtx<'a> {
     shard: u64,
     shards: u64,
     calls_tx: Option<SyncSender<Batch>>,
+    stage: Stage,
 }
 
 fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
-    let handler = Pipeline::new(w.cfg.http_config(), w.calls_tx.is_some());
+    let handler = Pipeline::new(
+        w.cfg.http_config(),
+        w.calls_tx.is_some(),
+        w.stage == Stage::Http,
+    );
     let mut engine = Engine::new(w.cfg.engine(), handler).with_shard(w.shard, w.shards);
     let slack = Duration::from_millis(w.cfg.output.reorder_slack_ms);
     let mut warnings = Vec::new();
@@ -365,6 +387,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                     shard: i,
                     shards: threads as u64,
                     calls_tx: writer.is_some().then(|| tx.clone()),
+                    stage: args.stage,
                 };
                 s.spawn(move || worker(ctx))
             })
