@@ -21,6 +21,7 @@ use crate::head::{
     Framing, HeadError, ReqHead, ReqLine, RespHead, Scan, Start,
 };
 use crate::message::{Call, Request, Response, Version};
+use crate::socks;
 use crate::stats::HttpStats;
 
 /// A direction's buffer keeps its capacity between uses up to this size.
@@ -65,6 +66,8 @@ enum State {
     ConnectWait,
     /// Upgraded or tunnelled: nothing more is HTTP.
     Tunnel,
+    /// Inside a SOCKS handshake at the start of the connection, expecting this message.
+    Socks(socks::Stage),
 }
 
 enum Step {
@@ -210,6 +213,8 @@ struct Side {
     carry: Anomalies,
     /// Response side: the transaction the response in progress answers.
     claim: Option<u64>,
+    /// This direction's SOCKS handshake is over (or was never there).
+    socks_done: bool,
 }
 
 impl Side {
@@ -225,6 +230,7 @@ impl Side {
             interim: Vec::new(),
             carry: Anomalies::new(),
             claim: None,
+            socks_done: false,
         }
     }
 
@@ -268,6 +274,8 @@ pub struct HttpConn {
     req_dir: Option<Direction>,
     /// Picked up mid-stream: the first bytes need not start a message.
     mid_stream: bool,
+    /// The client started with a SOCKS handshake of this version.
+    socks: Option<socks::Version>,
     is_http: Option<bool>,
     closed: bool,
     pending: VecDeque<Txn>,
@@ -317,6 +325,7 @@ impl HttpConn {
             sides: [Side::new(), Side::new()],
             req_dir: orientation_certain.then_some(Direction::ToServer),
             mid_stream: !orientation_certain,
+            socks: None,
             is_http: None,
             closed: false,
             pending: VecDeque::new(),
@@ -380,7 +389,7 @@ impl HttpConn {
         side.scan_from = 0;
         side.await_09 = false;
         match side.state {
-            State::Start | State::Resync { .. } => {
+            State::Start | State::Resync { .. } | State::Socks(_) => {
                 side.state = State::Resync { line_start: true };
                 self.skip_count(cfg, buffered, stats);
             }
@@ -731,6 +740,28 @@ impl HttpConn {
                 stats.tunnel_bytes += input.len() as u64;
                 Step::Progress(input.len())
             }
+            State::Socks(stage) => {
+                let side = &mut self.sides[d];
+                match socks::message(stage, input) {
+                    Scan::Yes((n, next)) => {
+                        side.state = match next {
+                            Some(s) => State::Socks(s),
+                            None => {
+                                side.socks_done = true;
+                                State::Start
+                            }
+                        };
+                        Step::Progress(n)
+                    }
+                    Scan::NeedMore if input.len() < cfg.head_cap() => Step::NeedMore,
+                    // Not the expected message: judge what follows as a stream start.
+                    _ => {
+                        side.socks_done = true;
+                        side.state = State::Start;
+                        Step::Progress(0)
+                    }
+                }
+            }
         }
     }
 
@@ -742,6 +773,26 @@ impl HttpConn {
         stats: &mut HttpStats,
     ) -> Step {
         let cap = cfg.head_cap();
+        // A SOCKS handshake in front of HTTP (only where the stream start is known).
+        if !self.mid_stream && !self.sides[d].socks_done {
+            match (self.socks, self.kind(d)) {
+                (None, Kind::Requests) => match socks::client_start(input) {
+                    Scan::NeedMore if input.len() < cap => return Step::NeedMore,
+                    Scan::Yes(v) => {
+                        self.socks = Some(v);
+                        stats.socks_handshakes += 1;
+                        self.sides[d].state = State::Socks(socks::Stage::client_first(v));
+                        return Step::Progress(0);
+                    }
+                    _ => {}
+                },
+                (Some(v), Kind::Responses) => {
+                    self.sides[d].state = State::Socks(socks::Stage::server_first(v));
+                    return Step::Progress(0);
+                }
+                _ => {}
+            }
+        }
         let class = match classify_start(input) {
             Scan::NeedMore if input.len() >= cap => Scan::No,
             // Same rule as resynchronisation: a request line must fit the buffer bound.

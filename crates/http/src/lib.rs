@@ -48,6 +48,13 @@
 //! - **Orphan responses**: a response without a request is held (at most `max_pending`) and
 //!   paired with the next request parsed; those left at close are counted
 //!   (`orphan_responses`) and dropped, since a response alone is not a call.
+//! - **SOCKS**: a SOCKS 4/4a/5 handshake at the start of a connection (with a handshake
+//!   seen by the capture layer) is skipped, and what follows is judged as a stream start:
+//!   HTTP inside the tunnel is parsed, anything else gives the connection up.
+//! - **Lenient heads**: heads httparse rejects are re-read by a lenient parser (control bytes
+//!   in header values, non-UTF-8 or space-containing request targets, obsolete line
+//!   folding) and flagged [`Anomaly::NonConformingHead`]; exploit traffic is often exactly
+//!   that, so it is reported rather than dropped.
 //! - **Dropped heads** (oversized, too many headers, unparseable, lost in a gap): no call, but
 //!   a dropped request still absorbs one response so later pairs stay aligned, and a dropped
 //!   response leaves its request answered by `None`.
@@ -90,6 +97,7 @@ mod conn;
 mod decode;
 mod head;
 mod message;
+mod socks;
 mod stats;
 
 pub use anomaly::{Anomalies, Anomaly};

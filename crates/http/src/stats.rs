@@ -53,6 +53,8 @@ counters! {
     non_http_connections,
     /// Connections where the client/server roles were swapped on content.
     roles_swapped,
+    /// Connections that started with a SOCKS handshake (skipped; HTTP inside is parsed).
+    socks_handshakes,
     /// Connections that switched protocols (101) or became a tunnel (2xx to CONNECT).
     upgraded_connections,
     /// Bytes ignored after an upgrade or CONNECT.

@@ -146,3 +146,66 @@ fn memory_stays_small_while_streaming_a_large_body() {
         14_600_000
     );
 }
+
+#[test]
+fn http_inside_a_socks5_tunnel() {
+    let o = run(&[
+        c(b"\x05\x01\x00"),
+        s(b"\x05\x00"),
+        c(b"\x05\x01\x00\x03\x0ewww.osnews.com\x00\x50"),
+        s(b"\x05\x00\x00\x01\xc0\xa8\x00\x1f\x0a\x80"),
+        c(req(
+            "GET",
+            "/images/printer2.gif",
+            &["Host: www.osnews.com"],
+        )),
+        s(resp(200, b"GIF89a")),
+        close(),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("GET", "/images/printer2.gif", Some(200))])
+    );
+    assert_eq!(o.stats.socks_handshakes, 1);
+    assert_eq!(o.stats.resync_skipped_bytes, 0);
+
+    // With username/password, greeting and request sent together.
+    let o = run(&[
+        c(b"\x05\x01\x02"),
+        s(b"\x05\x02"),
+        c(b"\x01\x03bob\x02pw"),
+        s(b"\x01\x00"),
+        c(cat(&[
+            b"\x05\x01\x00\x01\x0a\x00\x00\x01\x00\x50",
+            &req("GET", "/", &[]),
+        ])),
+        s(cat(&[
+            b"\x05\x00\x00\x01\x0a\x00\x00\x01\x00\x50",
+            &resp(204, b""),
+        ])),
+    ]);
+    assert_eq!(summary(&o.calls), sum(&[("GET", "/", Some(204))]));
+}
+
+#[test]
+fn http_inside_a_socks4a_tunnel_and_tls_inside_socks() {
+    let o = run(&[
+        c(cat(&[
+            b"\x04\x01\x00\x50\x00\x00\x00\x01user\x00api.example\x00",
+            &req("GET", "/v1", &[]),
+        ])),
+        s(cat(&[b"\x00\x5a\x00\x50\x00\x00\x00\x00", &resp(200, b"")])),
+    ]);
+    assert_eq!(summary(&o.calls), sum(&[("GET", "/v1", Some(200))]));
+
+    let o = run(&[
+        c(b"\x05\x01\x00"),
+        s(b"\x05\x00"),
+        c(b"\x05\x01\x00\x03\x0bexample.com\x01\xbb"),
+        s(b"\x05\x00\x00\x01\x0a\x00\x00\x01\x01\xbb"),
+        c(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
+        close(),
+    ]);
+    assert!(o.calls.is_empty());
+    assert_eq!(o.conn.is_http(), Some(false));
+}
