@@ -22,12 +22,15 @@ cat "$cap" > /dev/null   # warm the page cache
 
 # Runs "$@" RUNS times; prints "median_wall_s max_rss_kib".
 measure() {
-  local walls=() rss=0 out
+  local walls=() rss=0 out tmp
+  tmp=$(mktemp)
   for _ in $(seq "$runs"); do
-    out=$( { /usr/bin/time -f "%e %M" "$@" > /dev/null 2>/dev/null; } 2>&1 | tail -1 )
+    /usr/bin/time -f "%e %M" -o "$tmp" "$@" > /dev/null 2>&1
+    out=$(tail -1 "$tmp")
     walls+=("${out% *}")
     [ "${out#* }" -gt "$rss" ] && rss=${out#* }
   done
+  rm -f "$tmp"
   printf '%s %s\n' "$(printf '%s\n' "${walls[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")" "$rss"
 }
 

@@ -12,24 +12,38 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::Write;
 
-use apiscope_capture::{ConnMeta, Timestamp};
+use std::fmt::Display;
+
+use apiscope_capture::{ConnMeta, Endpoint, Timestamp, TunnelId};
 use apiscope_http::Call;
 use serde::Serialize;
+
+/// Orders calls: (request time, client, server, tunnel, index in connection).
+pub type Key = (Timestamp, Endpoint, Endpoint, TunnelId, u64);
+
+/// Serialises a value through its `Display`, without an intermediate `String`.
+struct Shown<T>(T);
+
+impl<T: Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
 
 /// One serialised call and the key that orders it.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CallLine {
     /// (request time, client, server, tunnel, index in connection): unique and the same for
     /// any number of workers.
-    pub key: (Timestamp, String, String, String, u64),
+    pub key: Key,
     pub json: Vec<u8>,
 }
 
 #[derive(Serialize)]
 struct Record<'a> {
-    ts: String,
-    src: String,
-    dst: String,
+    ts: Shown<Timestamp>,
+    src: Shown<Endpoint>,
+    dst: Shown<Endpoint>,
     method: &'a str,
     host: Option<&'a str>,
     target: &'a str,
@@ -39,13 +53,13 @@ struct Record<'a> {
     resp_body_bytes: Option<u64>,
     endpoint: Option<&'a str>,
     version: &'static str,
-    resp_ts: Option<String>,
+    resp_ts: Option<Shown<Timestamp>>,
     latency_us: Option<u64>,
-    tunnel: String,
+    tunnel: Shown<TunnelId>,
     req_content_type: Option<&'a str>,
     resp_content_type: Option<&'a str>,
     interim: &'a [u16],
-    anomalies: Vec<String>,
+    anomalies: Vec<&'static str>,
 }
 
 fn text(v: Option<&[u8]>) -> Option<&str> {
@@ -63,9 +77,9 @@ pub fn line(call: &Call, meta: &ConnMeta, swapped: bool) -> CallLine {
     let req = &call.request;
     let resp = call.response.as_ref();
     let rec = Record {
-        ts: req.ts.to_string(),
-        src: client.to_string(),
-        dst: server.to_string(),
+        ts: Shown(req.ts),
+        src: Shown(client),
+        dst: Shown(server),
         method: &req.method,
         host: req.host(),
         target: &req.target,
@@ -75,24 +89,18 @@ pub fn line(call: &Call, meta: &ConnMeta, swapped: bool) -> CallLine {
         resp_body_bytes: resp.map(|r| r.body.bytes),
         endpoint: None,
         version: req.version.as_str(),
-        resp_ts: resp.map(|r| r.ts.to_string()),
+        resp_ts: resp.map(|r| Shown(r.ts)),
         latency_us: resp.map(|r| r.ts.saturating_since(req.ts).as_micros()),
-        tunnel: meta.key.tunnel.to_string(),
+        tunnel: Shown(meta.key.tunnel),
         req_content_type: text(req.header("content-type")),
         resp_content_type: resp.and_then(|r| text(r.header("content-type"))),
         interim: resp.map_or(&[], |r| r.interim.as_slice()),
-        anomalies: call.anomalies.iter().map(|a| format!("{a:?}")).collect(),
+        anomalies: call.anomalies.iter().map(|a| a.as_str()).collect(),
     };
     let mut json = serde_json::to_vec(&rec).expect("a call serialises");
     json.push(b'\n');
     CallLine {
-        key: (
-            req.ts,
-            rec.src.clone(),
-            rec.dst.clone(),
-            rec.tunnel.clone(),
-            call.seq,
-        ),
+        key: (req.ts, client, server, meta.key.tunnel, call.seq),
         json,
     }
 }
@@ -113,7 +121,7 @@ pub struct Merger<W: Write> {
     heap: BinaryHeap<Reverse<CallLine>>,
     marks: Vec<Option<Timestamp>>,
     max_held: usize,
-    last: Option<(Timestamp, String, String, String, u64)>,
+    last: Option<Key>,
     pub written: u64,
     pub out_of_order: u64,
 }
