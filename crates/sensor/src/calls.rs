@@ -182,14 +182,12 @@ mod tests {
     use super::*;
 
     fn l(t: u64, who: &str) -> CallLine {
+        let ep = Endpoint {
+            ip: "10.0.0.1".parse().unwrap(),
+            port: u16::from(who.as_bytes()[0]),
+        };
         CallLine {
-            key: (
-                Timestamp::from_secs(t),
-                who.into(),
-                String::new(),
-                String::new(),
-                0,
-            ),
+            key: (Timestamp::from_secs(t), ep, ep, TunnelId::NONE, 0),
             json: format!("{t}{who}\n").into_bytes(),
         }
     }
