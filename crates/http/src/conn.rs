@@ -85,53 +85,62 @@ enum Kind {
 }
 
 /// Segments of a direction's buffer remembered with their capture time.
-const TS_SEGMENTS: usize = 16;
+const TS_SEGMENTS: usize = 8;
 
-/// Capture times of the bytes in a direction's buffer: `(offset, ts)` for the start of each
-/// run of bytes that arrived together. Beyond `TS_SEGMENTS` runs the middle ones merge (only
-/// a unit split into that many packets loses timestamp precision).
+/// Capture times of the bytes in a direction's buffer: the offset where each run of bytes
+/// that arrived together starts, and its time. Beyond `TS_SEGMENTS` runs the middle ones
+/// merge (only a unit split into that many packets loses timestamp precision).
 #[derive(Clone, Copy, Debug)]
 struct TsMap {
-    segs: [(usize, Timestamp); TS_SEGMENTS],
-    len: usize,
+    offsets: [u32; TS_SEGMENTS],
+    times: [Timestamp; TS_SEGMENTS],
+    len: u8,
 }
 
 impl TsMap {
     fn new(ts: Timestamp) -> Self {
         TsMap {
-            segs: [(0, ts); TS_SEGMENTS],
+            offsets: [0; TS_SEGMENTS],
+            times: [ts; TS_SEGMENTS],
             len: 1,
         }
     }
 
     fn at(&self, off: usize) -> Timestamp {
-        let segs = &self.segs[..self.len.max(1)];
-        segs.iter()
+        let n = usize::from(self.len).max(1);
+        (0..n)
             .rev()
-            .find(|(o, _)| *o <= off)
-            .map_or(segs[0].1, |(_, t)| *t)
+            .find(|i| self.offsets[*i] as usize <= off)
+            .map_or(self.times[0], |i| self.times[i])
     }
 
     /// Bytes from `off` on arrived at `ts`.
     fn push(&mut self, off: usize, ts: Timestamp) {
-        if self.segs[self.len - 1].1 == ts {
+        let n = usize::from(self.len);
+        if self.times[n - 1] == ts {
             return;
         }
-        if self.len == TS_SEGMENTS {
-            self.segs.copy_within(2..TS_SEGMENTS, 1);
-            self.len -= 1;
-        }
-        self.segs[self.len] = (off, ts);
-        self.len += 1;
+        let n = if n == TS_SEGMENTS {
+            self.offsets.copy_within(2..TS_SEGMENTS, 1);
+            self.times.copy_within(2..TS_SEGMENTS, 1);
+            n - 1
+        } else {
+            n
+        };
+        // Buffers are bounded by `max_head_bytes`; an offset beyond u32 cannot occur, and
+        // would only blur a timestamp.
+        self.offsets[n] = u32::try_from(off).unwrap_or(u32::MAX);
+        self.times[n] = ts;
+        self.len = (n + 1) as u8;
     }
 
     /// The first `n` bytes left the buffer.
     fn drain(&mut self, n: usize) {
-        let first = self.at(n);
-        let mut out = TsMap::new(first);
-        for &(o, t) in &self.segs[..self.len] {
+        let mut out = TsMap::new(self.at(n));
+        for i in 0..usize::from(self.len) {
+            let o = self.offsets[i] as usize;
             if o > n {
-                out.push(o - n, t);
+                out.push(o - n, self.times[i]);
             }
         }
         *self = out;
@@ -206,7 +215,7 @@ struct Side {
     await_09: bool,
     /// Process `buf` again without new input (the state changed from outside).
     kick: bool,
-    cur: Option<Msg>,
+    cur: Option<Box<Msg>>,
     /// Interim statuses seen before the next final response.
     interim: Vec<u16>,
     /// Anomalies of dropped messages, for the next message of this direction.
@@ -518,9 +527,9 @@ impl HttpConn {
             .map(|s| {
                 s.buf.capacity()
                     + s.interim.capacity() * 2
-                    + s.cur
-                        .as_ref()
-                        .map_or(0, |m| m.head_bytes + m.body.heap_size())
+                    + s.cur.as_ref().map_or(0, |m| {
+                        mem::size_of::<Msg>() + m.head_bytes + m.body.heap_size()
+                    })
             })
             .sum();
         sides
@@ -1068,7 +1077,7 @@ impl HttpConn {
         };
         let ts_end = ctx.ts_at(end - 1);
         let head_bytes = head_heap(&head.headers) + head.method.capacity() + head.target.capacity();
-        self.sides[d].cur = Some(Msg {
+        self.sides[d].cur = Some(Box::new(Msg {
             head: MsgHead::Req(head),
             ts,
             ts_end,
@@ -1078,7 +1087,7 @@ impl HttpConn {
             connect: info.connect,
             tunnel_after: false,
             head_bytes,
-        });
+        }));
         match fr {
             Framing::None | Framing::Close => self.finish(cfg, d, Some(ts_end), false, out, stats),
             Framing::Length(n) => self.sides[d].state = State::Body(BodyState::Length(n)),
@@ -1185,7 +1194,7 @@ impl HttpConn {
         let id = self.push_txn(cfg, ts, info, true, out, stats);
         let ts_end = ctx.ts_at(consumed.saturating_sub(1));
         let head_bytes = head_heap(&head.headers) + head.method.capacity() + head.target.capacity();
-        self.sides[d].cur = Some(Msg {
+        self.sides[d].cur = Some(Box::new(Msg {
             head: MsgHead::Req(head),
             ts,
             ts_end,
@@ -1195,7 +1204,7 @@ impl HttpConn {
             connect: false,
             tunnel_after: false,
             head_bytes,
-        });
+        }));
         self.finish(cfg, d, Some(ts_end), false, out, stats);
     }
 
@@ -1337,7 +1346,7 @@ impl HttpConn {
         };
         let interim = mem::take(&mut self.sides[d].interim);
         let head_bytes = head_heap(&head.headers) + head.reason.capacity();
-        self.sides[d].cur = Some(Msg {
+        self.sides[d].cur = Some(Box::new(Msg {
             head: MsgHead::Resp { head, interim },
             ts,
             ts_end,
@@ -1347,7 +1356,7 @@ impl HttpConn {
             connect: info.connect,
             tunnel_after,
             head_bytes,
-        });
+        }));
         match fr {
             Framing::None => self.finish(cfg, d, Some(ts_end), false, out, stats),
             Framing::Length(n) => self.sides[d].state = State::Body(BodyState::Length(n)),
@@ -1365,7 +1374,7 @@ impl HttpConn {
         let interim = mem::take(&mut side.interim);
         let mut anomalies = mem::take(&mut side.carry);
         anomalies.insert(Anomaly::Http09);
-        side.cur = Some(Msg {
+        side.cur = Some(Box::new(Msg {
             head: MsgHead::Resp {
                 head: RespHead {
                     status: 0,
@@ -1383,7 +1392,7 @@ impl HttpConn {
             connect: false,
             tunnel_after: false,
             head_bytes: 0,
-        });
+        }));
         side.state = State::Body(BodyState::Close);
     }
 
@@ -1555,9 +1564,10 @@ impl HttpConn {
         out: &mut Vec<Call>,
         stats: &mut HttpStats,
     ) {
-        let Some(mut msg) = self.sides[d].cur.take() else {
+        let Some(msg) = self.sides[d].cur.take() else {
             return;
         };
+        let mut msg = *msg;
         let ts_end = ts_end.unwrap_or(msg.ts_end);
         let body = msg.body.finish(cfg, truncated, &mut msg.anomalies, stats);
         let normal = matches!(self.sides[d].state, State::Body(_) | State::Head);
@@ -1721,13 +1731,9 @@ impl HttpConn {
         } else if let Some(r) = self.req_dir.map(|r| r.reverse().index()) {
             let s = &mut self.sides[r];
             if s.claim.is_none()
-                && matches!(
-                    s.cur,
-                    Some(Msg {
-                        head: MsgHead::Resp { .. },
-                        ..
-                    })
-                )
+                && s.cur
+                    .as_ref()
+                    .is_some_and(|m| matches!(m.head, MsgHead::Resp { .. }))
             {
                 s.claim = Some(id);
                 t.slot = Slot::Claimed;
@@ -1788,4 +1794,40 @@ enum HeadEnd {
 
 fn head_heap(headers: &[crate::message::Header]) -> usize {
     mem::size_of_val(headers) + headers.iter().map(|h| h.heap_size()).sum::<usize>()
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One `HttpConn` lives in every flow-table entry: keep it small (messages in progress
+    /// and buffers are on the heap).
+    #[test]
+    fn connection_state_stays_small() {
+        assert!(
+            mem::size_of::<HttpConn>() <= 640,
+            "{}",
+            mem::size_of::<HttpConn>()
+        );
+    }
+
+    #[test]
+    fn timestamp_map_tracks_runs_and_merges_beyond_its_bound() {
+        let t = Timestamp::from_secs;
+        let mut m = TsMap::new(t(1));
+        m.push(10, t(2));
+        m.push(10, t(2));
+        m.push(20, t(3));
+        assert_eq!(
+            (m.at(0), m.at(9), m.at(10), m.at(25)),
+            (t(1), t(1), t(2), t(3))
+        );
+        m.drain(15);
+        assert_eq!((m.at(0), m.at(4), m.at(5)), (t(2), t(2), t(3)));
+        let mut m = TsMap::new(t(0));
+        for i in 1..40 {
+            m.push(i * 10, t(i as u64));
+        }
+        assert_eq!(m.at(0), t(0));
+        assert_eq!(m.at(395), t(39));
+    }
 }

@@ -766,7 +766,9 @@ pub(crate) fn analyse_framing(
         .filter(|h| h.name.eq_ignore_ascii_case("content-encoding"))
     {
         for raw in h.value.split(|b| *b == b',') {
-            let name = lower_lossy(trim_ows(raw));
+            // Trimmed like a lenient client would (VT and FF too), so the body is decoded
+            // as the browser would decode it.
+            let name = lower_lossy(trim_lenient(raw));
             if !name.is_empty() && name != "identity" {
                 out.encoding.push(name);
             }

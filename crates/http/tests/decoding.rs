@@ -196,7 +196,7 @@ fn decompression_bomb_stops_at_the_size_limit() {
         body_prefix_bytes: 100,
         ..HttpConfig::default()
     };
-    let o = run_split(
+    let o = run_cfg(
         &cfg,
         true,
         &[
@@ -205,7 +205,6 @@ fn decompression_bomb_stops_at_the_size_limit() {
             c(req("GET", "/next", &[])),
             s(resp(200, b"fine")),
         ],
-        Split::Whole,
     );
     assert_eq!(
         summary(&o.calls),
@@ -266,4 +265,25 @@ fn prefix_is_bounded_and_body_is_not_buffered() {
     assert_eq!(b.prefix, b"xxxxxxxxxx");
     assert_eq!(b.bytes, 1_000_000);
     assert_eq!(o.stats.bodies_beyond_prefix, 1);
+}
+
+#[test]
+fn content_encoding_with_odd_whitespace_is_still_decoded() {
+    // HTTP Evader 324 sends `Content-Encoding:\x0bgzip`: strict parsers reject the head,
+    // browsers decode the body. The sensor reads it leniently and decodes it.
+    let wire = gzip(JSON);
+    let o = run(&[
+        c(req("GET", "/broken", &[])),
+        s(cat(&[
+            format!(
+                "HTTP/1.1 200 ok\r\nContent-Encoding:\x0bgzip\r\nContent-length: {}\r\n\r\n",
+                wire.len()
+            )
+            .as_bytes(),
+            &wire,
+        ])),
+    ]);
+    let call = &o.calls[0];
+    assert_eq!(call.response.as_ref().unwrap().body.prefix, JSON);
+    assert_eq!(call.anomalies, anomalies(&[Anomaly::NonConformingHead]));
 }
