@@ -1639,6 +1639,7 @@ impl HttpConn {
         stats: &mut HttpStats,
     ) {
         let size = resp.heap_size();
+        let before_capture = self.mid_stream && self.next_seq == 0 && self.request_side_idle();
         let target = match claim {
             Some(id) => self.pending.iter_mut().find(|t| t.id == id),
             None if self.held.is_empty() => self
@@ -1658,6 +1659,11 @@ impl HttpConn {
                 // Its request was already emitted (evicted from the waiting queue).
                 stats.orphan_responses += 1;
             }
+            None if before_capture => {
+                // Picked up mid-stream, and the client has sent nothing yet: this answers a
+                // request from before the capture began, which can never be paired.
+                stats.orphan_responses += 1;
+            }
             None => {
                 // A response before its request: hold it for the next request parsed.
                 if self.held.len() >= cfg.pending_cap() {
@@ -1670,6 +1676,14 @@ impl HttpConn {
                 self.queued_bytes += size;
             }
         }
+    }
+
+    /// No request byte has been seen on the request side (or the roles are not known yet).
+    fn request_side_idle(&self) -> bool {
+        self.req_dir.is_none_or(|d| {
+            let side = &self.sides[d.index()];
+            side.cur.is_none() && side.buf.is_empty()
+        })
     }
 
     /// 101 or a 2xx to CONNECT: nothing more on this connection is HTTP.

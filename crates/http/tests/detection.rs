@@ -60,8 +60,8 @@ fn roles_swap_when_the_guessed_client_sends_responses() {
         &cfg,
         false,
         &[
-            c(resp(200, b"hello")),
             s(req("GET", "/swapped", &["Host: h"])),
+            c(resp(200, b"hello")),
             s(req("GET", "/again", &[])),
             c(resp(404, b"")),
             close(),
@@ -208,4 +208,27 @@ fn http_inside_a_socks4a_tunnel_and_tls_inside_socks() {
     ]);
     assert!(o.calls.is_empty());
     assert_eq!(o.conn.is_http(), Some(false));
+}
+
+/// Regression (sv_tcp-stream-after-swap): picked up mid-stream with a response before any
+/// request byte, that response answers a request from before the capture; it must not be
+/// paired with the next request.
+#[test]
+fn response_before_any_request_on_a_mid_stream_connection_is_an_orphan() {
+    let cfg = HttpConfig::default();
+    let o = run_cfg(
+        &cfg,
+        false,
+        &[
+            s(resp(200, b"old")),
+            c(req("GET", "/favicon.ico", &[])),
+            s(resp(404, b"")),
+            close(),
+        ],
+    );
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("GET", "/favicon.ico", Some(404))])
+    );
+    assert_eq!(o.stats.orphan_responses, 1);
 }
