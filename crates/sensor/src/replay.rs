@@ -65,6 +65,44 @@ struct ConnStats {
     anomalies: u64,
 }
 
+/// Distinct (method, path) pairs kept for the report; more are counted in `other`.
+const MAX_REPORT_PATHS: usize = 10_000;
+
+/// Calls per (method, path): count and status classes (none, 1xx..5xx).
+#[derive(Debug, Default)]
+struct CallSummary {
+    by_path: std::collections::HashMap<(String, String), (u64, [u64; 6])>,
+    other: u64,
+}
+
+impl CallSummary {
+    fn add(&mut self, call: &Call) {
+        let class = call
+            .response
+            .as_ref()
+            .map_or(0, |r| usize::from(r.status / 100).min(5));
+        let key = (call.request.method.clone(), call.request.path().to_owned());
+        if self.by_path.len() >= MAX_REPORT_PATHS && !self.by_path.contains_key(&key) {
+            self.other += 1;
+            return;
+        }
+        let e = self.by_path.entry(key).or_default();
+        e.0 += 1;
+        e.1[class] += 1;
+    }
+
+    fn merge(&mut self, o: CallSummary) {
+        self.other += o.other;
+        for (k, (n, classes)) in o.by_path {
+            let e = self.by_path.entry(k).or_default();
+            e.0 += n;
+            for i in 0..6 {
+                e.1[i] += classes[i];
+            }
+        }
+    }
+}
+
 /// What one worker learned about the streams.
 #[derive(Debug, Default)]
 struct StreamReport {
@@ -78,6 +116,8 @@ struct StreamReport {
     closes: [u64; 7],
     /// Largest connections: (client->server, bytes to server, bytes to client, gap bytes).
     top: Vec<(String, u64, u64, u64)>,
+    /// Filled only with `--report`.
+    calls: CallSummary,
 }
 
 const TOP: usize = 10;
@@ -155,6 +195,7 @@ impl StreamReport {
         }
         self.top.extend(o.top);
         trim_top(&mut self.top);
+        self.calls.merge(o.calls);
     }
 }
 
@@ -176,13 +217,15 @@ struct Pipeline {
     write_calls: bool,
     /// False with `--stage capture`: streams are counted, not parsed.
     parse_http: bool,
+    /// Keep the per-path summary for `--report`.
+    summarize: bool,
     calls: u64,
     /// Oldest unfinished request per connection: (time, connection id).
     pending: BTreeSet<(Timestamp, u64)>,
 }
 
 impl Pipeline {
-    fn new(http_cfg: HttpConfig, write_calls: bool, parse_http: bool) -> Self {
+    fn new(http_cfg: HttpConfig, write_calls: bool, parse_http: bool, summarize: bool) -> Self {
         Pipeline {
             report: StreamReport::default(),
             http_cfg,
@@ -191,6 +234,7 @@ impl Pipeline {
             lines: Vec::new(),
             write_calls,
             parse_http,
+            summarize,
             calls: 0,
             pending: BTreeSet::new(),
         }
@@ -235,6 +279,9 @@ impl StreamHandler for Pipeline {
         let swapped = conn.http.roles_swapped();
         for call in self.scratch.drain(..) {
             self.calls += 1;
+            if self.summarize {
+                self.report.calls.add(&call);
+            }
             if self.write_calls {
                 self.lines.push(calls::line(&call, meta, swapped));
             }
@@ -279,6 +326,7 @@ struct WorkerCtx<'a> {
     shards: u64,
     calls_tx: Option<SyncSender<Batch>>,
     stage: Stage,
+    report: bool,
 }
 
 fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
@@ -286,6 +334,7 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
         w.cfg.http_config(),
         w.calls_tx.is_some(),
         w.stage == Stage::Http,
+        w.report,
     );
     let mut engine = Engine::new(w.cfg.engine(), handler).with_shard(w.shard, w.shards);
     let slack = Duration::from_millis(w.cfg.output.reorder_slack_ms);
@@ -388,6 +437,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                     shards: threads as u64,
                     calls_tx: writer.is_some().then(|| tx.clone()),
                     stage: args.stage,
+                    report: args.report,
                 };
                 s.spawn(move || worker(ctx))
             })
@@ -489,6 +539,43 @@ fn print_report(
     calls: u64,
 ) -> std::io::Result<()> {
     writeln!(out, "HTTP calls: {calls}")?;
+    let mut rows: Vec<_> = r.calls.by_path.iter().collect();
+    rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));
+    if !rows.is_empty() {
+        let mut classes = [0u64; 6];
+        for (_, (_, c)) in &rows {
+            for i in 0..6 {
+                classes[i] += c[i];
+            }
+        }
+        writeln!(
+            out,
+            "Responses: {} 2xx, {} 3xx, {} 4xx, {} 5xx, {} 1xx only, {} without response",
+            classes[2], classes[3], classes[4], classes[5], classes[1], classes[0]
+        )?;
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{:>7}  {:<8} {:<58} {:>5} {:>5} {:>5} {:>5}",
+            "calls", "method", "path (top 15)", "2xx", "3xx", "4xx", "5xx"
+        )?;
+        for ((method, path), (n, c)) in rows.iter().take(15) {
+            let path: String = path.chars().take(58).collect();
+            writeln!(
+                out,
+                "{n:>7}  {method:<8} {path:<58} {:>5} {:>5} {:>5} {:>5}",
+                c[2], c[3], c[4], c[5]
+            )?;
+        }
+        if rows.len() > 15 || r.calls.other > 0 {
+            writeln!(
+                out,
+                "         ... {} more paths",
+                rows.len().saturating_sub(15) as u64 + r.calls.other
+            )?;
+        }
+    }
+    writeln!(out)?;
     writeln!(
         out,
         "Connections: {} ({} with handshake, {} picked up mid-stream)",
