@@ -96,8 +96,8 @@ impl CallSummary {
         for (k, (n, classes)) in o.by_path {
             let e = self.by_path.entry(k).or_default();
             e.0 += n;
-            for i in 0..6 {
-                e.1[i] += classes[i];
+            for (sum, n) in e.1.iter_mut().zip(classes) {
+                *sum += n;
             }
         }
     }
@@ -544,8 +544,8 @@ fn print_report(
     if !rows.is_empty() {
         let mut classes = [0u64; 6];
         for (_, (_, c)) in &rows {
-            for i in 0..6 {
-                classes[i] += c[i];
+            for (sum, n) in classes.iter_mut().zip(c) {
+                *sum += n;
             }
         }
         writeln!(
