@@ -47,7 +47,9 @@
 //!   ([`Anomaly::AmbiguousFraming`]).
 //! - **Orphan responses**: a response without a request is held (at most `max_pending`) and
 //!   paired with the next request parsed; those left at close are counted
-//!   (`orphan_responses`) and dropped, since a response alone is not a call.
+//!   (`orphan_responses`) and dropped, since a response alone is not a call. On a connection
+//!   picked up mid-stream, a response before any request byte answers a request from before
+//!   the capture: it is an orphan at once.
 //! - **SOCKS**: a SOCKS 4/4a/5 handshake at the start of a connection (with a handshake
 //!   seen by the capture layer) is skipped, and what follows is judged as a stream start:
 //!   HTTP inside the tunnel is parsed, anything else gives the connection up.
