@@ -491,12 +491,18 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         for (name, v) in counters
             .iter()
             .chain(http.counters())
-            .filter(|(_, v)| *v > 0)
+            .filter(|(name, v)| shown(name, *v))
         {
             eprintln!("  {name:<28} {v}");
         }
     }
     Ok(())
+}
+
+/// Counters worth showing a person: non-zero, and not the sharding bookkeeping (each worker
+/// skips the others' packets, which is not a loss).
+fn shown(name: &str, v: u64) -> bool {
+    v > 0 && name != "shard_skipped"
 }
 
 /// Everything the capture stage had to give up on, in one number.
@@ -603,7 +609,11 @@ fn print_report(
     }
     writeln!(out)?;
     writeln!(out, "Counters:")?;
-    for (name, v) in c.iter().chain(http.counters()).filter(|(_, v)| *v > 0) {
+    for (name, v) in c
+        .iter()
+        .chain(http.counters())
+        .filter(|(name, v)| shown(name, *v))
+    {
         writeln!(out, "  {name:<24} {v}")?;
     }
     Ok(())
