@@ -142,10 +142,10 @@ pub struct IpPacket<'a> {
     pub frag: Option<Frag>,
 }
 
-/// Stateless frame decoder.
+/// Stateless frame decoder; cloning it is cheap (the configuration is shared).
 #[derive(Debug, Clone, Default)]
 pub struct Decoder {
-    cfg: DecodeConfig,
+    cfg: std::sync::Arc<DecodeConfig>,
 }
 
 enum Layer<'a> {
@@ -177,7 +177,9 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 
 impl Decoder {
     pub fn new(cfg: DecodeConfig) -> Self {
-        Decoder { cfg }
+        Decoder {
+            cfg: std::sync::Arc::new(cfg),
+        }
     }
 
     pub fn config(&self) -> &DecodeConfig {
