@@ -42,6 +42,9 @@ pub struct HttpSection {
     pub max_decoded_bytes: u64,
     pub max_decode_ratio: u64,
     pub max_pending: usize,
+    pub max_encoding_layers: usize,
+    pub max_interim_responses: usize,
+    pub undecided_scan_bytes: u64,
 }
 
 impl Default for HttpSection {
@@ -54,6 +57,9 @@ impl Default for HttpSection {
             max_decoded_bytes: d.max_decoded_bytes,
             max_decode_ratio: d.max_decode_ratio,
             max_pending: d.max_pending,
+            max_encoding_layers: d.max_encoding_layers,
+            max_interim_responses: d.max_interim_responses,
+            undecided_scan_bytes: d.undecided_scan_bytes,
         }
     }
 }
@@ -80,7 +86,9 @@ impl Config {
             max_decoded_bytes: h.max_decoded_bytes,
             max_decode_ratio: h.max_decode_ratio,
             max_pending: h.max_pending,
-            ..HttpConfig::default()
+            max_encoding_layers: h.max_encoding_layers,
+            max_interim_responses: h.max_interim_responses,
+            undecided_scan_bytes: h.undecided_scan_bytes,
         }
     }
 
