@@ -2,7 +2,7 @@
 //! sends both directions of a connection to the same table slot and worker thread.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::net::IpAddr;
 
 /// The kind of tunnel whose id separates overlapping tenant address spaces.
@@ -91,9 +91,15 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
-    /// The same key for both directions: endpoints in ascending order.
+    /// The same key for both directions: endpoints in a fixed order (port first, which
+    /// almost always decides with one comparison, then address).
     pub fn normalized(&self) -> NormKey {
-        if self.src <= self.dst {
+        let src_first = match self.src.port.cmp(&self.dst.port) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => self.src.ip <= self.dst.ip,
+        };
+        if src_first {
             NormKey {
                 lo: self.src,
                 hi: self.dst,
@@ -133,17 +139,37 @@ pub struct NormKey {
 
 impl NormKey {
     /// A hash that does not depend on the process (unlike `RandomState`), so sharding and
-    /// output order are the same on every run.
+    /// output order are the same on every run. Computed from a compact numeric form of the
+    /// key (addresses as integers), which is much cheaper than hashing the enums field by
+    /// field.
     pub fn stable_hash(&self) -> u64 {
-        let mut h = rustc_hash::FxHasher::default();
-        self.hash(&mut h);
-        // FxHash's low bits are weak; mix before anyone takes a modulus.
-        let mut x = h.finish();
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = mix(ip_bits(self.lo.ip) ^ u128::from(self.lo.port) << 112, 0);
+        h = mix(ip_bits(self.hi.ip) ^ u128::from(self.hi.port) << 112, h);
+        let t = self.tunnel;
+        h = (h ^ (u64::from(t.id) | u64::from(t.vlan) << 32 | (t.kind as u64) << 48))
+            .wrapping_mul(K);
+        // Final avalanche so that low bits (used for shards and buckets) depend on all input.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
     }
+}
+
+/// An address as an integer; IPv4 tagged so it never equals an IPv6 address's bits.
+fn ip_bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)) | 1 << 96,
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn mix(x: u128, h: u64) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let a = (x as u64 ^ h).wrapping_mul(K);
+    let b = ((x >> 64) as u64 ^ a.rotate_left(29)).wrapping_mul(K);
+    a ^ b.rotate_left(31)
 }
 
 #[cfg(test)]

@@ -302,7 +302,11 @@ impl StreamHandler for Pipeline {
     }
 
     fn conn_memory(&self, conn: &PipeConn) -> usize {
-        conn.http.memory()
+        if self.parse_http {
+            conn.http.memory()
+        } else {
+            0
+        }
     }
 }
 
