@@ -202,7 +202,9 @@ impl StreamReport {
 /// Per-connection state of the replay pipeline: stream statistics and the HTTP parser.
 struct PipeConn {
     stats: ConnStats,
-    http: HttpConn,
+    /// Boxed, so flow-table entries stay small (the parser state is ~0.5 KB); absent with
+    /// `--stage capture`.
+    http: Option<Box<HttpConn>>,
     /// This connection's entry in `Pipeline::pending`.
     pending: Option<Timestamp>,
 }
@@ -257,26 +259,26 @@ impl StreamHandler for Pipeline {
         let certain = meta.orientation == apiscope_capture::Orientation::Handshake;
         PipeConn {
             stats: self.report.open(meta),
-            http: HttpConn::new(&self.http_cfg, certain),
+            http: self
+                .parse_http
+                .then(|| Box::new(HttpConn::new(&self.http_cfg, certain))),
             pending: None,
         }
     }
 
     fn event(&mut self, conn: &mut PipeConn, meta: &ConnMeta, ev: StreamEvent<'_>) {
         self.report.event(&mut conn.stats, meta, ev);
-        if !self.parse_http {
+        let Some(http) = conn.http.as_mut() else {
             return;
-        }
+        };
         let (cfg, stats, out) = (&self.http_cfg, &mut self.http_stats, &mut self.scratch);
         match ev {
-            StreamEvent::Data { dir, ts, data } => {
-                conn.http.on_data(cfg, dir, ts, data, out, stats)
-            }
-            StreamEvent::Gap { dir, ts, len } => conn.http.on_gap(cfg, dir, ts, len, out, stats),
-            StreamEvent::Closed { ts, .. } => conn.http.on_close(cfg, ts, out, stats),
+            StreamEvent::Data { dir, ts, data } => http.on_data(cfg, dir, ts, data, out, stats),
+            StreamEvent::Gap { dir, ts, len } => http.on_gap(cfg, dir, ts, len, out, stats),
+            StreamEvent::Closed { ts, .. } => http.on_close(cfg, ts, out, stats),
             StreamEvent::Anomaly { .. } => {}
         }
-        let swapped = conn.http.roles_swapped();
+        let swapped = http.roles_swapped();
         for call in self.scratch.drain(..) {
             self.calls += 1;
             if self.summarize {
@@ -288,7 +290,7 @@ impl StreamHandler for Pipeline {
         }
         let earliest = match ev {
             StreamEvent::Closed { .. } => None,
-            _ => conn.http.earliest_pending(),
+            _ => http.earliest_pending(),
         };
         if earliest != conn.pending {
             if let Some(t) = conn.pending {
@@ -302,11 +304,7 @@ impl StreamHandler for Pipeline {
     }
 
     fn conn_memory(&self, conn: &PipeConn) -> usize {
-        if self.parse_http {
-            conn.http.memory()
-        } else {
-            0
-        }
+        conn.http.as_ref().map_or(0, |h| h.memory())
     }
 }
 
