@@ -91,26 +91,25 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
-    /// The same key for both directions: endpoints in a fixed order (port first, which
-    /// almost always decides with one comparison, then address).
+    /// The same key for both directions, in a compact integer form: endpoints in a fixed
+    /// order (port first, which almost always decides with one comparison, then address).
     pub fn normalized(&self) -> NormKey {
-        let src_first = match self.src.port.cmp(&self.dst.port) {
+        let (s, d) = (
+            (ip_bits(self.src.ip), self.src.port),
+            (ip_bits(self.dst.ip), self.dst.port),
+        );
+        let src_first = match s.1.cmp(&d.1) {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => self.src.ip <= self.dst.ip,
+            std::cmp::Ordering::Equal => s.0 <= d.0,
         };
-        if src_first {
-            NormKey {
-                lo: self.src,
-                hi: self.dst,
-                tunnel: self.tunnel,
-            }
-        } else {
-            NormKey {
-                lo: self.dst,
-                hi: self.src,
-                tunnel: self.tunnel,
-            }
+        let (lo, hi) = if src_first { (s, d) } else { (d, s) };
+        NormKey {
+            lo_ip: lo.0,
+            hi_ip: hi.0,
+            lo_port: lo.1,
+            hi_port: hi.1,
+            tunnel: self.tunnel,
         }
     }
 
@@ -129,11 +128,14 @@ impl FlowKey {
     }
 }
 
-/// A direction-free flow key, the flow table's key.
+/// A direction-free flow key, the flow table's key: addresses as integers (IPv4 in its
+/// IPv4-mapped IPv6 form), so comparing and hashing it is a few integer operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NormKey {
-    pub lo: Endpoint,
-    pub hi: Endpoint,
+    pub lo_ip: u128,
+    pub hi_ip: u128,
+    pub lo_port: u16,
+    pub hi_port: u16,
     pub tunnel: TunnelId,
 }
 
@@ -144,8 +146,8 @@ impl NormKey {
     /// field.
     pub fn stable_hash(&self) -> u64 {
         const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut h = mix(ip_bits(self.lo.ip) ^ u128::from(self.lo.port) << 112, 0);
-        h = mix(ip_bits(self.hi.ip) ^ u128::from(self.hi.port) << 112, h);
+        let mut h = mix(self.lo_ip ^ u128::from(self.lo_port) << 112, 0);
+        h = mix(self.hi_ip ^ u128::from(self.hi_port) << 112, h);
         let t = self.tunnel;
         h = (h ^ (u64::from(t.id) | u64::from(t.vlan) << 32 | (t.kind as u64) << 48))
             .wrapping_mul(K);
@@ -157,10 +159,11 @@ impl NormKey {
     }
 }
 
-/// An address as an integer; IPv4 tagged so it never equals an IPv6 address's bits.
+/// An address as an integer: IPv4 as its IPv4-mapped IPv6 form (`::ffff:a.b.c.d`, the
+/// same host by definition), IPv6 as is.
 fn ip_bits(ip: IpAddr) -> u128 {
     match ip {
-        IpAddr::V4(a) => u128::from(u32::from(a)) | 1 << 96,
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
         IpAddr::V6(a) => u128::from(a),
     }
 }
