@@ -12,7 +12,7 @@ enum Plan {
     /// Codings known; the decoder is created when the first byte arrives (an empty body
     /// costs nothing). `Err` holds why decoding is impossible, reported on the first byte.
     Pending(Result<Vec<Coding>, Anomaly>),
-    Active(Box<Decoder>),
+    Active(Decoder),
     /// Decoding stopped (gap or bomb limit): `decoded` and the prefix are final.
     Stopped,
     /// Decoding failed or was impossible: the body is reported undecoded.
@@ -27,11 +27,15 @@ pub(crate) struct BodyAcc {
     raw_prefix: Vec<u8>,
     decoded: u64,
     had_gap: bool,
+    /// The wire length when the framing says it (0 otherwise): the first append reserves
+    /// up to it at once instead of growing the prefix step by step.
+    len_hint: u64,
 }
 
 impl BodyAcc {
     /// `encoding`: codings in the order they were applied (lowercase, no `identity`).
-    pub(crate) fn new(cfg: &HttpConfig, encoding: Vec<String>) -> Self {
+    /// `len_hint`: the body's wire length if known, else 0.
+    pub(crate) fn new(cfg: &HttpConfig, encoding: Vec<String>, len_hint: u64) -> Self {
         let plan = if encoding.is_empty() {
             Plan::Plain
         } else if encoding.len() > cfg.max_encoding_layers.min(MAX_LAYERS) {
@@ -50,6 +54,7 @@ impl BodyAcc {
             raw_prefix: Vec::new(),
             decoded: 0,
             had_gap: false,
+            len_hint,
         }
     }
 
@@ -61,6 +66,7 @@ impl BodyAcc {
             raw_prefix: Vec::new(),
             decoded: 0,
             had_gap: false,
+            len_hint: 0,
         }
     }
 
@@ -78,7 +84,7 @@ impl BodyAcc {
         let limit = cfg.body_prefix_bytes;
         if let Plan::Pending(p) = &mut self.plan {
             self.plan = match std::mem::replace(p, Ok(Vec::new())) {
-                Ok(codings) => Plan::Active(Box::new(Decoder::new(&codings))),
+                Ok(codings) => Plan::Active(Decoder::new(&codings)),
                 Err(a) => {
                     anomalies.insert(a);
                     stats.anomaly(a);
@@ -87,9 +93,11 @@ impl BodyAcc {
             };
         }
         match &mut self.plan {
-            Plan::Plain | Plan::Failed => append_bounded(&mut self.body.prefix, data, limit),
+            Plan::Plain | Plan::Failed => {
+                append_bounded(&mut self.body.prefix, data, limit, self.len_hint)
+            }
             Plan::Active(dec) => {
-                append_bounded(&mut self.raw_prefix, data, limit);
+                append_bounded(&mut self.raw_prefix, data, limit, self.len_hint);
                 let mut sink = Sink {
                     prefix: &mut self.body.prefix,
                     prefix_limit: limit,
@@ -174,7 +182,12 @@ impl BodyAcc {
     }
 }
 
-fn append_bounded(prefix: &mut Vec<u8>, data: &[u8], limit: usize) {
+fn append_bounded(prefix: &mut Vec<u8>, data: &[u8], limit: usize, len_hint: u64) {
     let room = limit.saturating_sub(prefix.len());
-    prefix.extend_from_slice(&data[..room.min(data.len())]);
+    let take = room.min(data.len());
+    if prefix.capacity() == 0 && take > 0 {
+        let want = usize::try_from(len_hint).unwrap_or(usize::MAX).min(limit);
+        prefix.reserve_exact(want.max(take));
+    }
+    prefix.extend_from_slice(&data[..take]);
 }

@@ -1073,7 +1073,8 @@ impl HttpConn {
         let fr = framing.request();
         let body = match fr {
             Framing::None | Framing::Close => BodyAcc::empty(),
-            _ => BodyAcc::new(cfg, framing.encoding),
+            Framing::Length(n) => BodyAcc::new(cfg, framing.encoding, n),
+            Framing::Chunked => BodyAcc::new(cfg, framing.encoding, 0),
         };
         let ts_end = ctx.ts_at(end - 1);
         let head_bytes = head_heap(&head.headers) + head.method.capacity() + head.target.capacity();
@@ -1342,7 +1343,8 @@ impl HttpConn {
         };
         let body = match fr {
             Framing::None => BodyAcc::empty(),
-            _ => BodyAcc::new(cfg, framing.encoding),
+            Framing::Length(n) => BodyAcc::new(cfg, framing.encoding, n),
+            Framing::Chunked | Framing::Close => BodyAcc::new(cfg, framing.encoding, 0),
         };
         let interim = mem::take(&mut self.sides[d].interim);
         let head_bytes = head_heap(&head.headers) + head.reason.capacity();
@@ -1386,7 +1388,7 @@ impl HttpConn {
             },
             ts,
             ts_end: ts,
-            body: BodyAcc::new(cfg, Vec::new()),
+            body: BodyAcc::new(cfg, Vec::new(), 0),
             anomalies,
             txn: id,
             connect: false,

@@ -4,8 +4,16 @@
 //! Each layer inflates into an 8 KiB stack buffer that feeds the next layer, and the last
 //! layer feeds a [`Sink`] that keeps only the body prefix; nothing proportional to the body
 //! is allocated.
+//!
+//! Inflate states (a zlib-rs state plus its 32 KiB window) are taken from a small
+//! per-thread pool and reset rather than allocated per body. Only zlib and raw inflaters
+//! can be reset in place (flate2 re-creates a gzip one), so gzip is undone here: the gzip
+//! header and trailer are parsed by [`Gz`] with the same checks zlib makes, and the
+//! deflate data between them goes through a raw inflater.
 
-use flate2::{Decompress, FlushDecompress, Status};
+use std::cell::RefCell;
+
+use flate2::{Crc, Decompress, FlushDecompress, Status};
 
 /// A content or transfer coding this crate can undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +55,199 @@ pub(crate) enum Stop {
     Bomb,
 }
 
+/// Inflaters kept per thread for reuse.
+const POOL_MAX: usize = 16;
+
+thread_local! {
+    static POOL: RefCell<Vec<Decompress>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A reset inflater for a zlib (`true`) or raw deflate (`false`) stream.
+fn take_inflater(zlib: bool) -> Decompress {
+    let pooled = POOL.with(|p| p.borrow_mut().pop());
+    match pooled {
+        Some(mut d) => {
+            d.reset(zlib);
+            d
+        }
+        None => Decompress::new(zlib),
+    }
+}
+
+fn give_inflater(d: Decompress) {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_MAX {
+            p.push(d);
+        }
+    });
+}
+
+const GZ_FHCRC: u8 = 0x02;
+const GZ_FEXTRA: u8 = 0x04;
+const GZ_FNAME: u8 = 0x08;
+const GZ_FCOMMENT: u8 = 0x10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GzPhase {
+    /// The fixed 10-byte header (magic, method, flags, mtime, xfl, os).
+    Fixed,
+    ExtraLen,
+    Extra(u16),
+    Name,
+    Comment,
+    HeaderCrc,
+    /// Deflate data, through the raw inflater.
+    Data,
+    /// CRC-32 and ISIZE.
+    Trailer,
+}
+
+/// Gzip framing around a raw deflate stream (RFC 1952), checked as zlib checks it.
+struct Gz {
+    phase: GzPhase,
+    /// Bytes of a fixed-size field collected so far.
+    buf: [u8; 10],
+    len: usize,
+    flags: u8,
+    /// CRC-32 of the header so far (for FHCRC).
+    head_crc: Crc,
+    /// CRC-32 and length of the decoded data.
+    data_crc: Crc,
+}
+
+impl Gz {
+    fn new() -> Self {
+        Gz {
+            phase: GzPhase::Fixed,
+            buf: [0; 10],
+            len: 0,
+            flags: 0,
+            head_crc: Crc::new(),
+            data_crc: Crc::new(),
+        }
+    }
+
+    /// Collects bytes into `buf` until it holds `n`; `true` once it does.
+    fn collect(&mut self, input: &mut &[u8], n: usize) -> bool {
+        let take = (n - self.len).min(input.len());
+        self.buf[self.len..self.len + take].copy_from_slice(&input[..take]);
+        self.len += take;
+        *input = &input[take..];
+        self.len == n
+    }
+
+    /// Consumes header bytes from `input`; `Ok(true)` once the deflate data starts.
+    fn header(&mut self, input: &mut &[u8]) -> Result<bool, Stop> {
+        loop {
+            match self.phase {
+                GzPhase::Fixed => {
+                    let before = self.len;
+                    let start = *input;
+                    let full = self.collect(input, 10);
+                    self.head_crc.update(&start[..self.len - before]);
+                    // zlib reports a bad magic, method or flags as soon as it sees them.
+                    if self.len >= 2 && (self.buf[0], self.buf[1]) != (0x1f, 0x8b) {
+                        return Err(Stop::Error);
+                    }
+                    if self.len >= 4 && (self.buf[2] != 8 || self.buf[3] & 0xe0 != 0) {
+                        return Err(Stop::Error);
+                    }
+                    if !full {
+                        return Ok(false);
+                    }
+                    self.flags = self.buf[3];
+                    self.len = 0;
+                    self.phase = GzPhase::ExtraLen;
+                }
+                GzPhase::ExtraLen => {
+                    if self.flags & GZ_FEXTRA == 0 {
+                        self.phase = GzPhase::Name;
+                        continue;
+                    }
+                    let before = self.len;
+                    let start = *input;
+                    let full = self.collect(input, 2);
+                    self.head_crc.update(&start[..self.len - before]);
+                    if !full {
+                        return Ok(false);
+                    }
+                    self.len = 0;
+                    self.phase = GzPhase::Extra(u16::from_le_bytes([self.buf[0], self.buf[1]]));
+                }
+                GzPhase::Extra(left) => {
+                    let take = usize::from(left).min(input.len());
+                    self.head_crc.update(&input[..take]);
+                    *input = &input[take..];
+                    let left = left - take as u16;
+                    if left > 0 {
+                        self.phase = GzPhase::Extra(left);
+                        return Ok(false);
+                    }
+                    self.phase = GzPhase::Name;
+                }
+                GzPhase::Name | GzPhase::Comment => {
+                    let (flag, next) = if self.phase == GzPhase::Name {
+                        (GZ_FNAME, GzPhase::Comment)
+                    } else {
+                        (GZ_FCOMMENT, GzPhase::HeaderCrc)
+                    };
+                    if self.flags & flag != 0 {
+                        let Some(nul) = input.iter().position(|&b| b == 0) else {
+                            self.head_crc.update(input);
+                            *input = &[];
+                            return Ok(false);
+                        };
+                        self.head_crc.update(&input[..=nul]);
+                        *input = &input[nul + 1..];
+                    }
+                    self.phase = next;
+                }
+                GzPhase::HeaderCrc => {
+                    if self.flags & GZ_FHCRC != 0 {
+                        if !self.collect(input, 2) {
+                            return Ok(false);
+                        }
+                        let want = u16::from_le_bytes([self.buf[0], self.buf[1]]);
+                        if u32::from(want) != self.head_crc.sum() & 0xffff {
+                            return Err(Stop::Error);
+                        }
+                        self.len = 0;
+                    }
+                    self.phase = GzPhase::Data;
+                    return Ok(true);
+                }
+                GzPhase::Data | GzPhase::Trailer => return Ok(true),
+            }
+        }
+    }
+
+    /// Consumes trailer bytes; `Ok(true)` once the trailer was read and matched.
+    fn trailer(&mut self, input: &mut &[u8]) -> Result<bool, Stop> {
+        // zlib checks the CRC as soon as its 4 bytes are in, then the length.
+        let had = self.len;
+        let full = self.collect(input, 8);
+        if had < 4 && self.len >= 4 {
+            let crc = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+            if crc != self.data_crc.sum() {
+                return Err(Stop::Error);
+            }
+        }
+        if !full {
+            return Ok(false);
+        }
+        let size = u32::from_le_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]);
+        if size != self.data_crc.amount() {
+            return Err(Stop::Error);
+        }
+        Ok(true)
+    }
+}
+
 struct Layer {
     inflate: Option<Decompress>,
+    /// Gzip framing, for a gzip layer.
+    gz: Option<Gz>,
     /// First bytes of a deflate stream, held until the zlib/raw decision can be made.
     head: [u8; 2],
     head_len: usize,
@@ -57,15 +256,24 @@ struct Layer {
 
 impl Layer {
     fn new(coding: Coding) -> Self {
-        let inflate = match coding {
-            Coding::Gzip => Some(Decompress::new_gzip(15)),
+        let gz = match coding {
+            Coding::Gzip => Some(Gz::new()),
             Coding::Deflate => None,
         };
         Layer {
-            inflate,
+            inflate: None,
+            gz,
             head: [0; 2],
             head_len: 0,
             done: false,
+        }
+    }
+}
+
+impl Drop for Layer {
+    fn drop(&mut self) {
+        if let Some(d) = self.inflate.take() {
+            give_inflater(d);
         }
     }
 }
@@ -143,6 +351,24 @@ fn run(layers: &mut [Layer], input: &[u8], sink: &mut Sink<'_>) -> Result<(), St
         return Ok(());
     }
     let mut input = input;
+    if let Some(gz) = layer.gz.as_mut() {
+        if gz.phase != GzPhase::Data && gz.phase != GzPhase::Trailer {
+            if !gz.header(&mut input)? {
+                return Ok(());
+            }
+            layer.inflate = Some(take_inflater(false));
+        }
+        if gz.phase == GzPhase::Data {
+            input = inflate_into(layer, input, rest, sink)?;
+        }
+        let Some(gz) = layer.gz.as_mut() else {
+            return Ok(());
+        };
+        if gz.phase == GzPhase::Trailer && !input.is_empty() && gz.trailer(&mut input)? {
+            layer.done = true;
+        }
+        return Ok(());
+    }
     if layer.inflate.is_none() {
         // Deflate: decide zlib or raw from the first two bytes.
         while layer.head_len < 2 {
@@ -154,21 +380,24 @@ fn run(layers: &mut [Layer], input: &[u8], sink: &mut Sink<'_>) -> Result<(), St
             input = tail;
         }
         let zlib = is_zlib_header(layer.head[0], layer.head[1]);
-        layer.inflate = Some(Decompress::new(zlib));
+        layer.inflate = Some(take_inflater(zlib));
         let head = layer.head;
         inflate_into(layer, &head, rest, sink)?;
     }
-    inflate_into(layer, input, rest, sink)
+    inflate_into(layer, input, rest, sink)?;
+    Ok(())
 }
 
-fn inflate_into(
+/// Inflates `input` through `layer` into the layers after it; returns the input left
+/// after the end of the compressed stream (for a gzip layer, the trailer).
+fn inflate_into<'i>(
     layer: &mut Layer,
-    mut input: &[u8],
+    mut input: &'i [u8],
     rest: &mut [Layer],
     sink: &mut Sink<'_>,
-) -> Result<(), Stop> {
+) -> Result<&'i [u8], Stop> {
     let Some(inflate) = layer.inflate.as_mut() else {
-        return Ok(());
+        return Ok(input);
     };
     let mut out = [0u8; SCRATCH];
     while !layer.done {
@@ -180,10 +409,19 @@ fn inflate_into(
         let produced = (inflate.total_out() - out0) as usize;
         input = input.get(consumed..).unwrap_or(&[]);
         if produced > 0 {
+            if let Some(gz) = layer.gz.as_mut() {
+                gz.data_crc.update(&out[..produced]);
+            }
             run(rest, &out[..produced], sink)?;
         }
         match status {
-            Status::StreamEnd => layer.done = true,
+            Status::StreamEnd => match layer.gz.as_mut() {
+                Some(gz) => {
+                    gz.phase = GzPhase::Trailer;
+                    break;
+                }
+                None => layer.done = true,
+            },
             Status::Ok | Status::BufError => {
                 if consumed == 0 && produced == 0 {
                     break;
@@ -194,7 +432,7 @@ fn inflate_into(
             }
         }
     }
-    Ok(())
+    Ok(input)
 }
 
 #[cfg(test)]
@@ -286,6 +524,79 @@ pub(crate) mod tests {
         assert_eq!(r, Err(Stop::Bomb));
         assert_eq!(n, 100_000);
         assert_eq!(out.len(), 100_000);
+    }
+
+    /// A gzip member with FEXTRA, FNAME, FCOMMENT and FHCRC set.
+    fn gzip_all_fields(data: &[u8]) -> Vec<u8> {
+        let plain = gzip(data);
+        let mut head = vec![0x1f, 0x8b, 8, GZ_FHCRC | GZ_FEXTRA | GZ_FNAME | GZ_FCOMMENT];
+        head.extend_from_slice(&plain[4..10]);
+        head.extend_from_slice(&[3, 0, b'a', b'b', b'c']);
+        head.extend_from_slice(b"name.json\0a comment\0");
+        let mut crc = Crc::new();
+        crc.update(&head);
+        head.extend_from_slice(&(crc.sum() as u16).to_le_bytes());
+        head.extend_from_slice(&plain[10..]);
+        head
+    }
+
+    #[test]
+    fn gzip_header_fields_and_checks() {
+        let text = b"{\"k\":\"some json text\"}".repeat(30);
+        let full = gzip_all_fields(&text);
+        for piece in [1, 2, 5, 1000] {
+            let (out, _, r) = decode(&[Coding::Gzip], &full, piece, u64::MAX);
+            assert_eq!(r, Ok(()), "piece {piece}");
+            assert_eq!(out, text);
+        }
+        let n = full.len();
+        // Bad header CRC, data CRC, length, method, reserved flags, magic.
+        for (at, xor) in [(32, 1), (n - 8, 1), (n - 2, 1), (2, 1), (3, 0x20), (1, 1)] {
+            let mut bad = full.clone();
+            bad[at] ^= xor;
+            for piece in [1, 1000] {
+                let (_, _, r) = decode(&[Coding::Gzip], &bad, piece, u64::MAX);
+                assert_eq!(r, Err(Stop::Error), "byte {at} piece {piece}");
+            }
+        }
+        // A missing trailer is not the end of the stream.
+        let mut d = Decoder::new(&[Coding::Gzip]);
+        let mut prefix = Vec::new();
+        let mut sink = Sink {
+            prefix: &mut prefix,
+            prefix_limit: 1 << 20,
+            decoded: 0,
+            encoded: n as u64,
+            max_decoded: u64::MAX,
+            max_ratio: 1000,
+        };
+        assert_eq!(d.feed(&full[..n - 3], &mut sink), Ok(()));
+        assert!(!d.finished());
+        assert_eq!(d.feed(&full[n - 3..], &mut sink), Ok(()));
+        assert!(d.finished());
+    }
+
+    #[test]
+    fn pooled_inflaters_decode_every_kind_in_sequence() {
+        let a = b"first body, first body, first body".repeat(40);
+        let b = b"{\"second\":[1,2,3]}".repeat(70);
+        for _ in 0..3 {
+            for (coding, enc, want) in [
+                (Coding::Gzip, gzip(&a), &a),
+                (Coding::Gzip, gzip(&b), &b),
+                (Coding::Deflate, raw_deflate(&a), &a),
+                (Coding::Deflate, zlib(&b), &b),
+                (Coding::Gzip, gzip(&a), &a),
+            ] {
+                let (out, n, r) = decode(&[coding], &enc, 13, u64::MAX);
+                assert_eq!(r, Ok(()));
+                assert_eq!(&out, want);
+                assert_eq!(n, want.len() as u64);
+            }
+            // A failed stream goes back to the pool too.
+            let (_, _, r) = decode(&[Coding::Deflate], b"\x78\x9c garbage", 4, u64::MAX);
+            assert_eq!(r, Err(Stop::Error));
+        }
     }
 
     #[test]

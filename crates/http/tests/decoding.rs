@@ -287,3 +287,41 @@ fn content_encoding_with_odd_whitespace_is_still_decoded() {
     assert_eq!(call.response.as_ref().unwrap().body.prefix, JSON);
     assert_eq!(call.anomalies, anomalies(&[Anomaly::NonConformingHead]));
 }
+
+/// Inflaters are pooled and reset between bodies: gzip, gzip, raw deflate, zlib deflate
+/// and gzip again on one connection, each whole and split into 1-byte chunks.
+#[test]
+fn reused_inflaters_decode_gzip_raw_and_zlib_in_sequence() {
+    let other = br#"{"different":"body","n":[1,2,3,4,5,6,7,8,9,10]}"#.repeat(20);
+    let bodies: Vec<(&str, Vec<u8>, &[u8])> = vec![
+        ("gzip", gzip(JSON), JSON),
+        ("gzip", gzip(&other), &other),
+        ("deflate", raw_deflate(JSON), JSON),
+        ("deflate", zlib(&other), &other),
+        ("gzip", gzip(JSON), JSON),
+    ];
+    for piece in [1, usize::MAX] {
+        let mut segs = Vec::new();
+        for (encoding, wire, _) in &bodies {
+            segs.push(c(req("GET", "/r", &[])));
+            let resp = if piece == 1 {
+                cat(&[
+                    format!("HTTP/1.1 200 OK\r\nContent-Encoding: {encoding}\r\nTransfer-Encoding: chunked\r\n\r\n")
+                        .as_bytes(),
+                    &chunked(wire, 1),
+                ])
+            } else {
+                encoded_response(encoding, wire)
+            };
+            segs.push(s(resp));
+        }
+        let o = run(&segs);
+        assert_eq!(o.calls.len(), bodies.len());
+        for (call, (encoding, _, plain)) in o.calls.iter().zip(&bodies) {
+            let b = &call.response.as_ref().unwrap().body;
+            assert_eq!(b.prefix, *plain, "{encoding} piece {piece}");
+            assert_eq!(b.bytes, plain.len() as u64);
+            assert!(call.anomalies.is_empty(), "{encoding} piece {piece}");
+        }
+    }
+}
