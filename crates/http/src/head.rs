@@ -314,10 +314,21 @@ impl<T> Scan<T> {
 }
 
 pub(crate) fn find_lf(buf: &[u8], from: usize) -> Option<usize> {
-    buf.get(from..)?
+    let hay = buf.get(from..)?;
+    // 16 bytes at a time: the non-short-circuiting fold compiles to one vector compare.
+    let mut chunks = hay.chunks_exact(16);
+    let mut at = from;
+    for c in chunks.by_ref() {
+        if c.iter().fold(false, |any, b| any | (*b == b'\n')) {
+            return c.iter().position(|b| *b == b'\n').map(|i| at + i);
+        }
+        at += 16;
+    }
+    chunks
+        .remainder()
         .iter()
         .position(|b| *b == b'\n')
-        .map(|i| from + i)
+        .map(|i| at + i)
 }
 
 /// Finds the empty line that ends a head, searching from `from` (a position the caller
@@ -1033,5 +1044,36 @@ mod tests {
             parse_response_head(b"HTTP/1.0 404 File\x01\r\nA: b\r\n\r\n", 8).unwrap();
         assert!(lenient);
         assert_eq!((h.status, h.version), (404, Version::Http10));
+    }
+}
+
+#[cfg(test)]
+mod find_lf_tests {
+    use super::find_lf;
+
+    #[test]
+    fn find_lf_matches_a_plain_search() {
+        let mut buf = vec![b'x'; 70];
+        for lf in [
+            None,
+            Some(0),
+            Some(15),
+            Some(16),
+            Some(31),
+            Some(47),
+            Some(69),
+        ] {
+            buf.fill(b'x');
+            if let Some(p) = lf {
+                buf[p] = b'\n';
+            }
+            for from in [0, 1, 15, 16, 17, 40, 69, 70, 71] {
+                let want = buf
+                    .get(from..)
+                    .and_then(|t| t.iter().position(|b| *b == b'\n'))
+                    .map(|i| from + i);
+                assert_eq!(find_lf(&buf, from), want, "lf {lf:?} from {from}");
+            }
+        }
     }
 }
