@@ -18,7 +18,7 @@ use crate::config::HttpConfig;
 use crate::head::{
     analyse_framing, classify_start, find_head_end, find_lf, parse_chunk_size, parse_header_block,
     parse_request_head, parse_response_head, resync_candidate, scan_request_line, scan_status_line,
-    Framing, HeadError, ReqHead, ReqLine, RespHead, Scan, Start,
+    Framing, ReqHead, ReqLine, RespHead, Scan, Start,
 };
 use crate::message::{Call, Request, Response, Version};
 use crate::socks;
@@ -1050,13 +1050,7 @@ impl HttpConn {
         };
         let (head, lenient) = match parse_request_head(&input[..end], cfg.max_headers) {
             Ok(h) => h,
-            Err(e) => {
-                let a = match e {
-                    HeadError::TooManyHeaders => Anomaly::TooManyHeaders,
-                    HeadError::Unparseable => Anomaly::Unparseable,
-                };
-                return self.drop_head(cfg, d, end, a, true, ts, out, stats);
-            }
+            Err(e) => return self.drop_head(cfg, d, end, e.anomaly(), true, ts, out, stats),
         };
         self.is_http = Some(true);
         let mut anomalies = mem::take(&mut self.sides[d].carry);
@@ -1297,13 +1291,7 @@ impl HttpConn {
         };
         let (head, lenient) = match parse_response_head(&input[..end], cfg.max_headers) {
             Ok(h) => h,
-            Err(e) => {
-                let a = match e {
-                    HeadError::TooManyHeaders => Anomaly::TooManyHeaders,
-                    HeadError::Unparseable => Anomaly::Unparseable,
-                };
-                return self.drop_head(cfg, d, end, a, true, ts, out, stats);
-            }
+            Err(e) => return self.drop_head(cfg, d, end, e.anomaly(), true, ts, out, stats),
         };
         self.is_http = Some(true);
         let ts_end = ctx.ts_at(end - 1);

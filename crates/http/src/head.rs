@@ -359,6 +359,16 @@ pub(crate) enum HeadError {
     Unparseable,
 }
 
+impl HeadError {
+    /// The anomaly recorded for a head dropped with this error.
+    pub(crate) fn anomaly(self) -> crate::anomaly::Anomaly {
+        match self {
+            HeadError::TooManyHeaders => crate::anomaly::Anomaly::TooManyHeaders,
+            HeadError::Unparseable => crate::anomaly::Anomaly::Unparseable,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct ReqHead {
     pub method: String,
@@ -386,6 +396,20 @@ fn own_headers(hs: &[httparse::Header<'_>]) -> Vec<Header> {
         .collect()
 }
 
+/// Runs `f` with `max_headers` empty header slots: on the stack when they fit, else on the
+/// heap (only for configurations above `STACK_HEADERS`).
+fn with_header_slots<'b, R>(
+    max_headers: usize,
+    f: impl FnOnce(&mut [httparse::Header<'b>]) -> R,
+) -> R {
+    let mut stack: [httparse::Header<'b>; STACK_HEADERS] = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    if max_headers <= STACK_HEADERS {
+        f(&mut stack[..max_headers])
+    } else {
+        f(&mut vec![httparse::EMPTY_HEADER; max_headers])
+    }
+}
+
 fn version_of(v: Option<u8>) -> Version {
     match v {
         Some(0) => Version::Http10,
@@ -399,28 +423,22 @@ pub(crate) fn parse_request_head(
     buf: &[u8],
     max_headers: usize,
 ) -> Result<(ReqHead, bool), HeadError> {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut heap;
-    let hs: &mut [httparse::Header<'_>] = if max_headers <= STACK_HEADERS {
-        &mut stack[..max_headers]
-    } else {
-        heap = vec![httparse::EMPTY_HEADER; max_headers];
-        &mut heap
-    };
-    let mut req = httparse::Request::new(hs);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => Ok((
-            ReqHead {
-                method: req.method.unwrap_or_default().to_string(),
-                target: req.path.unwrap_or_default().to_string(),
-                version: version_of(req.version),
-                headers: own_headers(req.headers),
-            },
-            false,
-        )),
-        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
-        _ => lenient_request(buf, max_headers).map(|h| (h, true)),
-    }
+    with_header_slots(max_headers, |hs| {
+        let mut req = httparse::Request::new(hs);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(_)) => Ok((
+                ReqHead {
+                    method: req.method.unwrap_or_default().to_string(),
+                    target: req.path.unwrap_or_default().to_string(),
+                    version: version_of(req.version),
+                    headers: own_headers(req.headers),
+                },
+                false,
+            )),
+            Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
+            _ => lenient_request(buf, max_headers).map(|h| (h, true)),
+        }
+    })
 }
 
 /// Parses a complete response head.
@@ -428,28 +446,22 @@ pub(crate) fn parse_response_head(
     buf: &[u8],
     max_headers: usize,
 ) -> Result<(RespHead, bool), HeadError> {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut heap;
-    let hs: &mut [httparse::Header<'_>] = if max_headers <= STACK_HEADERS {
-        &mut stack[..max_headers]
-    } else {
-        heap = vec![httparse::EMPTY_HEADER; max_headers];
-        &mut heap
-    };
-    let mut resp = httparse::Response::new(hs);
-    match resp.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => Ok((
-            RespHead {
-                status: resp.code.unwrap_or_default(),
-                reason: resp.reason.unwrap_or_default().to_string(),
-                version: version_of(resp.version),
-                headers: own_headers(resp.headers),
-            },
-            false,
-        )),
-        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
-        _ => lenient_response(buf, max_headers).map(|h| (h, true)),
-    }
+    with_header_slots(max_headers, |hs| {
+        let mut resp = httparse::Response::new(hs);
+        match resp.parse(buf) {
+            Ok(httparse::Status::Complete(_)) => Ok((
+                RespHead {
+                    status: resp.code.unwrap_or_default(),
+                    reason: resp.reason.unwrap_or_default().to_string(),
+                    version: version_of(resp.version),
+                    headers: own_headers(resp.headers),
+                },
+                false,
+            )),
+            Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
+            _ => lenient_response(buf, max_headers).map(|h| (h, true)),
+        }
+    })
 }
 
 /// Parses a header block (after an HTTP/0.9 request line), ending with its empty line.
