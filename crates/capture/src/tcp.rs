@@ -303,10 +303,12 @@ impl HalfStream {
         let mut mismatch = false;
         let mut overlapped = false;
         let mut new_won = false;
+        // Take the overlapped pieces out; survivors are moved (or split in place) back.
         let first = self.ooo.partition_point(|s| s.end() <= off);
-        let mut last = first;
-        while last < self.ooo.len() && self.ooo[last].off < end {
-            let s = &self.ooo[last];
+        let last = first + self.ooo[first..].partition_point(|s| s.off < end);
+        let overlapped_segs: Vec<Seg> = self.ooo.drain(first..last).collect();
+        for mut s in overlapped_segs {
+            self.release(s.data.len(), sh);
             overlapped = true;
             let (a, b) = (off.max(s.off), end.min(s.end()));
             let new_bytes = &data[(a - off) as usize..(b - off) as usize];
@@ -314,26 +316,22 @@ impl HalfStream {
             mismatch |= new_bytes != old_bytes;
             if policy.new_wins(off, data.len() as u64, s.off, s.data.len() as u64) {
                 new_won = true;
-                if s.off < off {
-                    kept.push(Seg {
-                        off: s.off,
-                        data: s.data[..(off - s.off) as usize].to_vec(),
-                    });
-                }
-                if s.end() > end {
+                let old_end = s.end();
+                if old_end > end {
+                    let right = s.data.split_off((end - s.off) as usize);
                     kept.push(Seg {
                         off: end,
-                        data: s.data[(end - s.off) as usize..].to_vec(),
+                        data: right,
                     });
                 }
+                if s.off < off {
+                    s.data.truncate((off - s.off) as usize);
+                    kept.push(s);
+                }
             } else {
-                kept.push(Seg {
-                    off: s.off,
-                    data: s.data.clone(),
-                });
                 pieces = subtract(&pieces, s.off, s.end());
+                kept.push(s);
             }
-            last += 1;
         }
         if overlapped {
             // Every new byte already held, and none replaced: a plain retransmission.
@@ -350,11 +348,6 @@ impl HalfStream {
                     kind: StreamAnomaly::OverlapMismatch,
                 });
             }
-        }
-        // Replace the overlapped range with what survives.
-        let removed: Vec<Seg> = self.ooo.drain(first..last).collect();
-        for s in &removed {
-            self.release(s.data.len(), sh);
         }
         for (a, b) in pieces {
             kept.push(Seg {
