@@ -54,6 +54,44 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Appends the RFC 3339 form (the same text as `Display`) to `out`, without going through
+    /// `fmt`: output writers call this once per record.
+    pub fn write_rfc3339(self, out: &mut Vec<u8>) {
+        fn two(out: &mut Vec<u8>, n: u64) {
+            out.push(b'0' + (n / 10 % 10) as u8);
+            out.push(b'0' + (n % 10) as u8);
+        }
+        let secs = self.0 / 1_000_000_000;
+        let micros = (self.0 % 1_000_000_000) / 1_000;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+        if !(0..=9999).contains(&y) {
+            use std::io::Write as _;
+            let _ = write!(out, "{self}");
+            return;
+        }
+        let y = y as u64;
+        two(out, y / 100);
+        two(out, y % 100);
+        out.push(b'-');
+        two(out, u64::from(m));
+        out.push(b'-');
+        two(out, u64::from(d));
+        out.push(b'T');
+        two(out, rem / 3600);
+        out.push(b':');
+        two(out, rem % 3600 / 60);
+        out.push(b':');
+        two(out, rem % 60);
+        out.push(b'.');
+        two(out, micros / 10_000);
+        two(out, micros / 100 % 100);
+        two(out, micros % 100);
+        out.extend_from_slice(b"Z");
+    }
+}
+
 impl fmt::Display for Timestamp {
     /// RFC 3339 UTC with microseconds, e.g. `2024-01-31T12:00:00.123456Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,6 +159,23 @@ impl Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_rfc3339_matches_display() {
+        for ns in [
+            0,
+            1_000,
+            999_999_999,
+            1_732_700_000_123_456_789,
+            4_102_444_799_999_999_000,
+            u64::MAX,
+        ] {
+            let t = Timestamp::from_nanos(ns);
+            let mut out = Vec::new();
+            t.write_rfc3339(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), t.to_string(), "{ns}");
+        }
+    }
 
     #[test]
     fn formats_rfc3339_with_micros() {

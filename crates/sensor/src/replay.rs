@@ -19,7 +19,7 @@ use apiscope_capture::{
 use apiscope_http::{Call, HttpConfig, HttpConn, HttpStats};
 use clap::Args;
 
-use crate::calls::{self, Batch, CallLine, Merger};
+use crate::calls::{Batch, Merger};
 use crate::config::{self, Config};
 use crate::Failure;
 
@@ -215,7 +215,8 @@ struct Pipeline {
     http_cfg: HttpConfig,
     http_stats: HttpStats,
     scratch: Vec<Call>,
-    lines: Vec<CallLine>,
+    /// Calls serialised since the last batch went to the writer.
+    lines: Batch,
     write_calls: bool,
     /// False with `--stage capture`: streams are counted, not parsed.
     parse_http: bool,
@@ -233,7 +234,7 @@ impl Pipeline {
             http_cfg,
             http_stats: HttpStats::default(),
             scratch: Vec::new(),
-            lines: Vec::new(),
+            lines: Batch::default(),
             write_calls,
             parse_http,
             summarize,
@@ -285,7 +286,7 @@ impl StreamHandler for Pipeline {
                 self.report.calls.add(&call);
             }
             if self.write_calls {
-                self.lines.push(calls::line(&call, meta, swapped));
+                self.lines.push(&call, meta, swapped);
             }
         }
         let earliest = match ev {
@@ -346,13 +347,11 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
         let now = engine.now();
         let h = engine.handler_mut();
         let watermark = (!last).then(|| h.watermark(now, slack));
-        let lines = std::mem::take(&mut h.lines);
+        let mut batch = std::mem::take(&mut h.lines);
+        batch.worker = w.shard as usize;
+        batch.watermark = watermark;
         // A closed receiver means the writer failed; it reports that itself.
-        let _ = tx.send(Batch {
-            worker: w.shard as usize,
-            lines,
-            watermark,
-        });
+        let _ = tx.send(batch);
     };
     for path in w.files {
         let mut src = FileSource::open(path)?;
