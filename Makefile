@@ -2,14 +2,15 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 DEMO_CAPTURE ?= fixtures/demo/demo.pcap
+OPENAPI_SPEC_VALIDATOR_VERSION ?= 0.9.0
 
-.PHONY: help deps build test lint fmt fixtures fixtures-check bench fuzz-build demo ci
+.PHONY: help deps build test lint fmt fixtures fixtures-check bench fuzz-build demo ci openapi-validator
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 deps: ## Install the Debian packages the build and tests need (root, or sudo)
-	@missing=""; for p in libpcap-dev pkg-config python3; do \
+	@missing=""; for p in libpcap-dev libsqlite3-dev pkg-config python3 python3-venv; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -18,8 +19,8 @@ deps: ## Install the Debian packages the build and tests need (root, or sudo)
 build: deps ## Build the release binary (target/release/apiscope)
 	$(CARGO) build --release --locked
 
-test: deps ## Run every test (unit, fixtures, corpus conformance when ../shared is present)
-	$(CARGO) test --workspace --locked
+test: deps openapi-validator ## Run every test (unit, fixtures, corpus conformance when ../shared is present)
+	APISCOPE_OPENAPI_VALIDATOR=$(CURDIR)/.venv-tools/bin/python $(CARGO) test --workspace --locked
 
 lint: deps ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -39,5 +40,9 @@ fuzz-build: deps ## Build the fuzz targets (stable toolchain, no sanitizer)
 
 demo: build ## Replay the bundled capture and print what it saw
 	./target/release/apiscope replay --report $(DEMO_CAPTURE)
+
+openapi-validator: ## Python venv .venv-tools with openapi-spec-validator (the OpenAPI export test uses it)
+	@[ -x .venv-tools/bin/python ] || python3 -m venv .venv-tools
+	.venv-tools/bin/python -m pip install --quiet --disable-pip-version-check "openapi-spec-validator==$(OPENAPI_SPEC_VALIDATOR_VERSION)"
 
 ci: deps fixtures-check lint test fuzz-build ## What CI runs

@@ -133,6 +133,14 @@ pub struct Call {
     pub seq: u64,
 }
 
+impl Call {
+    /// Heap bytes held by this call (header text, body prefixes), for bounds on queues of
+    /// calls.
+    pub fn heap_size(&self) -> usize {
+        self.request.heap_size() + self.response.as_ref().map_or(0, Response::heap_size)
+    }
+}
+
 fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
     headers
         .iter()

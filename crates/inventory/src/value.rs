@@ -127,8 +127,7 @@ pub fn classify(s: &str) -> ValueKind {
         if b.len() == 24 {
             return ValueKind::ObjectId;
         }
-        if matches!(b.len(), 32 | 40 | 64 | 128) || (b.len() >= 16 && digits > 0 && letters > 0)
-        {
+        if matches!(b.len(), 32 | 40 | 64 | 128) || (b.len() >= 16 && digits > 0 && letters > 0) {
             return ValueKind::Hex;
         }
     }
@@ -215,8 +214,7 @@ fn is_date(b: &[u8]) -> bool {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return false;
     }
-    let (Some(y), Some(m), Some(d)) = (digits(&b[..4]), digits(&b[5..7]), digits(&b[8..10]))
-    else {
+    let (Some(y), Some(m), Some(d)) = (digits(&b[..4]), digits(&b[5..7]), digits(&b[8..10])) else {
         return false;
     };
     let days = match m {
@@ -285,10 +283,7 @@ fn is_email(b: &[u8]) -> bool {
             && l[l.len() - 1] != b'-'
     });
     let tld = domain.rsplit(|&c| c == b'.').next().unwrap_or_default();
-    labels_ok
-        && domain.contains(&b'.')
-        && tld.len() >= 2
-        && tld.iter().all(u8::is_ascii_alphabetic)
+    labels_ok && domain.contains(&b'.') && tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic)
 }
 
 fn is_ipv4(b: &[u8]) -> bool {
@@ -374,7 +369,10 @@ mod tests {
             ("users", ValueKind::Text),
             ("me", ValueKind::Text),
             ("v1", ValueKind::SlugWithDigits),
-            ("a-very-long-article-title-about-2024", ValueKind::SlugWithDigits),
+            (
+                "a-very-long-article-title-about-2024",
+                ValueKind::SlugWithDigits,
+            ),
             ("featured", ValueKind::Text),
         ];
         for (s, want) in cases {

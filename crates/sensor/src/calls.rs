@@ -10,7 +10,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::Write;
 
 use std::fmt::Display;
 
@@ -53,7 +52,7 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+pub fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => json_str(out, s),
         None => out.extend_from_slice(b"null"),
@@ -119,18 +118,27 @@ fn text(v: Option<&[u8]>) -> Option<&str> {
     v.and_then(|b| std::str::from_utf8(b).ok())
 }
 
-/// Appends `call` of the connection `meta` as one JSON line to `out` and returns its key;
-/// `swapped` when the HTTP stage found the capture stage's client to be the server.
-///
-/// Written by hand rather than through `serde`: this runs once per call on the hot path and
-/// the derive spent most of its time in `fmt` machinery. The field order and escaping are
-/// those `serde_json` produced (a test compares them).
-pub fn write_line(out: &mut Vec<u8>, call: &Call, meta: &ConnMeta, swapped: bool) -> Key {
+/// The key that orders `call` of the connection `meta`; `swapped` when the HTTP stage found
+/// the capture stage's client to be the server.
+pub fn key_of(call: &Call, meta: &ConnMeta, swapped: bool) -> Key {
     let (client, server) = if swapped {
         (meta.key.dst, meta.key.src)
     } else {
         (meta.key.src, meta.key.dst)
     };
+    (call.request.ts, client, server, meta.key.tunnel, call.seq)
+}
+
+/// Appends `call` of the connection `meta` as one JSON line to `out` and returns its key and
+/// where the `endpoint` value goes: the line is written up to `"endpoint":` and continues
+/// after it, and the merger splices the value in once the inventory has counted the call.
+///
+/// Written by hand rather than through `serde`: this runs once per call on the hot path and
+/// the derive spent most of its time in `fmt` machinery. The field order and escaping are
+/// those `serde_json` produced (a test compares them).
+pub fn write_line(out: &mut Vec<u8>, call: &Call, meta: &ConnMeta, swapped: bool) -> (Key, usize) {
+    let key = key_of(call, meta, swapped);
+    let (_, client, server, _, _) = key;
     let req = &call.request;
     let resp = call.response.as_ref();
     out.extend_from_slice(b"{\"ts\":");
@@ -153,7 +161,9 @@ pub fn write_line(out: &mut Vec<u8>, call: &Call, meta: &ConnMeta, swapped: bool
     json_u64(out, req.body.bytes);
     out.extend_from_slice(b",\"resp_body_bytes\":");
     json_opt_u64(out, resp.map(|r| r.body.bytes));
-    out.extend_from_slice(b",\"endpoint\":null,\"version\":");
+    out.extend_from_slice(b",\"endpoint\":");
+    let endpoint_at = out.len();
+    out.extend_from_slice(b",\"version\":");
     json_str(out, req.version.as_str());
     out.extend_from_slice(b",\"resp_ts\":");
     match resp {
@@ -191,83 +201,148 @@ pub fn write_line(out: &mut Vec<u8>, call: &Call, meta: &ConnMeta, swapped: bool
         json_str(out, a.as_str());
     }
     out.extend_from_slice(b"]}\n");
-    (req.ts, client, server, meta.key.tunnel, call.seq)
+    (key, endpoint_at)
+}
+
+/// What the merger keeps of one call: its key, where its line is in the batch buffer (start,
+/// endpoint offset, end; all equal when lines are not written), and what the inventory
+/// needs.
+#[derive(Debug)]
+pub struct Item<F> {
+    pub key: Key,
+    pub line: (u32, u32, u32),
+    pub facts: Option<F>,
 }
 
 /// A batch from one worker: its lines back to back in one buffer (one allocation per batch,
-/// not per call), each with its key and end offset.
-#[derive(Debug, Default)]
-pub struct Batch {
+/// not per call), and each call's key, line offsets and facts.
+#[derive(Debug)]
+pub struct Batch<F> {
     pub worker: usize,
-    pub keys: Vec<(Key, u32)>,
+    pub items: Vec<Item<F>>,
     pub bytes: Vec<u8>,
     /// No later call of this worker has an earlier request time; `None` when it finished.
     pub watermark: Option<Timestamp>,
 }
 
-impl Batch {
-    /// Appends one call (see [`write_line`]).
-    pub fn push(&mut self, call: &Call, meta: &ConnMeta, swapped: bool) {
-        let key = write_line(&mut self.bytes, call, meta, swapped);
-        let end = u32::try_from(self.bytes.len()).expect("a batch stays under 4 GiB");
-        self.keys.push((key, end));
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
+impl<F> Default for Batch<F> {
+    fn default() -> Self {
+        Batch {
+            worker: 0,
+            items: Vec::new(),
+            bytes: Vec::new(),
+            watermark: None,
+        }
     }
 }
 
-/// A line waiting in the merger: its key, then where its bytes are.
-type Held = Reverse<(Key, u32, u32, u32)>;
+impl<F> Batch<F> {
+    /// Adds one call: its line when `write` (see [`write_line`]), and its `facts`.
+    pub fn push(
+        &mut self,
+        call: &Call,
+        meta: &ConnMeta,
+        swapped: bool,
+        write: bool,
+        facts: Option<F>,
+    ) {
+        let start = self.bytes.len();
+        let (key, at) = if write {
+            write_line(&mut self.bytes, call, meta, swapped)
+        } else {
+            (key_of(call, meta, swapped), start)
+        };
+        let off = |n: usize| u32::try_from(n).expect("a batch stays under 4 GiB");
+        self.items.push(Item {
+            key,
+            line: (off(start), off(at), off(self.bytes.len())),
+            facts,
+        });
+    }
 
-/// Orders the calls of all workers and writes them.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// A call released by the merger: its key, its line in two parts around the endpoint value
+/// (both empty when lines are not written), and its facts.
 #[derive(Debug)]
-pub struct Merger<W: Write> {
-    out: W,
+pub struct Released<'a, F> {
+    pub key: Key,
+    pub head: &'a [u8],
+    pub tail: &'a [u8],
+    pub facts: Option<F>,
+}
+
+/// A held call: its key, then where it is (batch slot, index in the batch).
+type Held = Reverse<(Key, u32, u32)>;
+
+/// One batch whose calls are not all released.
+#[derive(Debug)]
+struct Slot<F> {
+    bytes: Vec<u8>,
+    items: Vec<((u32, u32, u32), Option<F>)>,
+    left: usize,
+}
+
+/// Orders the calls of all workers and hands them, in key order, to a sink.
+#[derive(Debug)]
+pub struct Merger<F> {
     heap: BinaryHeap<Held>,
-    /// Buffers of batches with lines still held, and how many each still holds.
-    buffers: Vec<(Vec<u8>, usize)>,
+    slots: Vec<Slot<F>>,
     free: Vec<u32>,
     marks: Vec<Option<Timestamp>>,
     max_held: usize,
     last: Option<Key>,
-    pub written: u64,
+    pub released: u64,
     pub out_of_order: u64,
 }
 
-impl<W: Write> Merger<W> {
-    pub fn new(out: W, workers: usize, max_held: usize) -> Self {
+impl<F> Merger<F> {
+    pub fn new(workers: usize, max_held: usize) -> Self {
         Merger {
-            out,
             heap: BinaryHeap::new(),
-            buffers: Vec::new(),
+            slots: Vec::new(),
             free: Vec::new(),
             marks: vec![Some(Timestamp::ZERO); workers],
             max_held: max_held.max(1),
             last: None,
-            written: 0,
+            released: 0,
             out_of_order: 0,
         }
     }
 
-    pub fn push(&mut self, b: Batch) -> std::io::Result<()> {
+    /// Takes a batch and releases, in key order, every call no worker can still precede.
+    pub fn push<E>(
+        &mut self,
+        b: Batch<F>,
+        sink: &mut impl FnMut(Released<'_, F>) -> Result<(), E>,
+    ) -> Result<(), E> {
         self.marks[b.worker] = b.watermark;
-        if !b.keys.is_empty() {
+        if !b.items.is_empty() {
             let slot = match self.free.pop() {
                 Some(i) => i,
                 None => {
-                    self.buffers.push((Vec::new(), 0));
-                    (self.buffers.len() - 1) as u32
+                    self.slots.push(Slot {
+                        bytes: Vec::new(),
+                        items: Vec::new(),
+                        left: 0,
+                    });
+                    (self.slots.len() - 1) as u32
                 }
             };
-            self.buffers[slot as usize] = (b.bytes, b.keys.len());
-            let mut start = 0;
-            self.heap.extend(b.keys.into_iter().map(|(key, end)| {
-                let held = Reverse((key, slot, start, end));
-                start = end;
-                held
-            }));
+            let n = b.items.len();
+            let mut items = Vec::with_capacity(n);
+            for (i, it) in b.items.into_iter().enumerate() {
+                self.heap.push(Reverse((it.key, slot, i as u32)));
+                items.push((it.line, it.facts));
+            }
+            self.slots[slot as usize] = Slot {
+                bytes: b.bytes,
+                items,
+                left: n,
+            };
         }
         let low = self.marks.iter().flatten().min().copied();
         while let Some(Reverse(top)) = self.heap.peek() {
@@ -279,34 +354,48 @@ impl<W: Write> Merger<W> {
                 break;
             }
             let Reverse(l) = self.heap.pop().expect("peeked");
-            self.write(l)?;
+            self.release(l, sink)?;
         }
         Ok(())
     }
 
-    fn write(&mut self, (key, slot, start, end): (Key, u32, u32, u32)) -> std::io::Result<()> {
+    fn release<E>(
+        &mut self,
+        (key, slot, idx): (Key, u32, u32),
+        sink: &mut impl FnMut(Released<'_, F>) -> Result<(), E>,
+    ) -> Result<(), E> {
         if self.last.as_ref().is_some_and(|last| key < *last) {
             self.out_of_order += 1;
         }
-        let (bytes, left) = &mut self.buffers[slot as usize];
-        self.out.write_all(&bytes[start as usize..end as usize])?;
-        *left -= 1;
-        if *left == 0 {
-            *bytes = Vec::new();
+        self.released += 1;
+        self.last = Some(key);
+        let s = &mut self.slots[slot as usize];
+        let it = &mut s.items[idx as usize];
+        let ((start, at, end), facts) = (it.0, it.1.take());
+        let r = sink(Released {
+            key,
+            head: &s.bytes[start as usize..at as usize],
+            tail: &s.bytes[at as usize..end as usize],
+            facts,
+        });
+        s.left -= 1;
+        if s.left == 0 {
+            s.bytes = Vec::new();
+            s.items = Vec::new();
             self.free.push(slot);
         }
-        self.written += 1;
-        self.last = Some(key);
-        Ok(())
+        r
     }
 
-    /// Writes whatever is left; call after every worker sent its final batch.
-    pub fn finish(mut self) -> std::io::Result<(u64, u64)> {
+    /// Releases whatever is left; call after every worker sent its final batch.
+    pub fn finish<E>(
+        &mut self,
+        sink: &mut impl FnMut(Released<'_, F>) -> Result<(), E>,
+    ) -> Result<(), E> {
         while let Some(Reverse(l)) = self.heap.pop() {
-            self.write(l)?;
+            self.release(l, sink)?;
         }
-        self.out.flush()?;
-        Ok((self.written, self.out_of_order))
+        Ok(())
     }
 }
 
@@ -340,8 +429,8 @@ mod tests {
         assert_eq!(out, b"018446744073709551615");
     }
 
-    /// A batch of lines `"{t}{who}\n"` keyed by time `t`.
-    fn batch(worker: usize, lines: &[(u64, &str)], watermark: Option<u64>) -> Batch {
+    /// A batch of lines `{t}{who}`, endpoint, `\n`, keyed by time `t`, with `t` as facts.
+    fn batch(worker: usize, lines: &[(u64, &str)], watermark: Option<u64>) -> Batch<u64> {
         let mut b = Batch {
             worker,
             watermark: watermark.map(Timestamp::from_secs),
@@ -352,34 +441,70 @@ mod tests {
                 ip: "10.0.0.1".parse().unwrap(),
                 port: u16::from(who.as_bytes()[0]),
             };
-            b.bytes.extend_from_slice(format!("{t}{who}\n").as_bytes());
-            b.keys.push((
-                (Timestamp::from_secs(t), ep, ep, TunnelId::NONE, 0),
-                b.bytes.len() as u32,
-            ));
+            let start = b.bytes.len() as u32;
+            b.bytes.extend_from_slice(format!("{t}{who}").as_bytes());
+            let at = b.bytes.len() as u32;
+            b.bytes.push(b'\n');
+            b.items.push(Item {
+                key: (Timestamp::from_secs(t), ep, ep, TunnelId::NONE, 0),
+                line: (start, at, b.bytes.len() as u32),
+                facts: Some(t),
+            });
         }
         b
     }
 
     #[test]
     fn merges_in_key_order_behind_the_lowest_watermark() {
-        let mut m = Merger::new(Vec::new(), 2, 1000);
-        m.push(batch(0, &[(3, "a"), (1, "a")], Some(5))).unwrap();
+        let mut out = Vec::new();
+        let mut sink = |r: Released<'_, u64>| -> Result<(), ()> {
+            out.extend_from_slice(r.head);
+            out.push(b'=');
+            out.extend_from_slice(r.facts.unwrap().to_string().as_bytes());
+            out.extend_from_slice(r.tail);
+            Ok(())
+        };
+        let mut m = Merger::new(2, 1000);
+        m.push(batch(0, &[(3, "a"), (1, "a")], Some(5)), &mut sink)
+            .unwrap();
         // Worker 1 has not spoken: nothing may go out yet.
-        assert_eq!(m.written, 0);
-        m.push(batch(1, &[(2, "b")], Some(3))).unwrap();
-        assert_eq!(m.written, 2); // 1a, 2b; 3a waits for worker 1 to pass 3
+        assert_eq!(m.released, 0);
+        m.push(batch(1, &[(2, "b")], Some(3)), &mut sink).unwrap();
+        assert_eq!(m.released, 2); // 1a, 2b; 3a waits for worker 1 to pass 3
         assert_eq!(
-            m.buffers.iter().filter(|b| b.1 > 0).count(),
+            m.slots.iter().filter(|s| s.left > 0).count(),
             1,
             "batch 0 holds 3a"
         );
-        m.push(batch(1, &[(3, "b")], None)).unwrap();
-        m.push(batch(0, &[], None)).unwrap();
-        assert!(m.buffers.iter().all(|b| b.1 == 0), "every buffer released");
-        assert_eq!(m.free.len(), m.buffers.len());
-        assert_eq!(m.out, b"1a\n2b\n3a\n3b\n");
-        let (n, late) = m.finish().unwrap();
-        assert_eq!((n, late), (4, 0));
+        m.push(batch(1, &[(3, "b")], None), &mut sink).unwrap();
+        m.push(batch(0, &[], None), &mut sink).unwrap();
+        m.finish(&mut sink).unwrap();
+        assert!(m.slots.iter().all(|s| s.left == 0), "every slot released");
+        assert_eq!(m.free.len(), m.slots.len());
+        assert_eq!((m.released, m.out_of_order), (4, 0));
+        assert_eq!(out, b"1a=1\n2b=2\n3a=3\n3b=3\n");
+    }
+
+    #[test]
+    fn held_calls_are_bounded_and_forced_out() {
+        let mut out = Vec::new();
+        let mut sink = |r: Released<'_, u64>| -> Result<(), ()> {
+            out.extend_from_slice(r.head);
+            out.push(b' ');
+            Ok(())
+        };
+        // Worker 1 never moves on its own: only the bound lets calls out.
+        let mut m = Merger::new(2, 2);
+        m.push(batch(1, &[], Some(0)), &mut sink).unwrap();
+        m.push(
+            batch(0, &[(5, "a"), (4, "a"), (6, "a")], Some(9)),
+            &mut sink,
+        )
+        .unwrap();
+        assert_eq!(m.released, 1);
+        m.push(batch(1, &[(1, "b")], Some(2)), &mut sink).unwrap();
+        m.finish(&mut sink).unwrap();
+        assert_eq!(out, b"4a 1b 5a 6a ");
+        assert_eq!(m.out_of_order, 1, "1b came after 4a");
     }
 }

@@ -7,6 +7,8 @@ use apiscope_capture::{
     DecodeConfig, EngineConfig, FlowConfig, FragConfig, LiveConfig, ReasmConfig,
 };
 use apiscope_http::HttpConfig;
+use apiscope_inventory::inventory::InventoryConfig;
+use apiscope_inventory::store::StoreConfig;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -64,9 +66,41 @@ impl Default for HttpSection {
     }
 }
 
+/// `[state]`: the state directory's store, and how often `run` flushes to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateSection {
+    /// Capture-time seconds between flushes of changed endpoints (`run`; `replay` flushes
+    /// at the end, and every this-many seconds of capture time on long captures).
+    pub flush_interval_secs: u64,
+    /// `[state.store]`: history bounds of the store.
+    pub store: StoreConfig,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        StateSection {
+            flush_interval_secs: 60,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// One `[[spec]]`: an OpenAPI document, and the hosts it describes (empty: its `servers`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecEntry {
+    pub file: std::path::PathBuf,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
+    pub inventory: InventoryConfig,
+    pub state: StateSection,
+    pub specs: Vec<SpecEntry>,
     pub capture: DecodeConfig,
     pub live: LiveConfig,
     pub flow: FlowConfig,
@@ -157,6 +191,24 @@ pub fn parse(text: &str) -> Result<Config, Vec<String>> {
         &mut cfg.output,
         &mut errors,
     );
+    section(
+        take_table(&mut table, "inventory", &mut errors),
+        "inventory",
+        &mut cfg.inventory,
+        &mut errors,
+    );
+    section(
+        take_table(&mut table, "state", &mut errors),
+        "state",
+        &mut cfg.state,
+        &mut errors,
+    );
+    if let Some(v) = table.remove("spec") {
+        match v.try_into::<Vec<SpecEntry>>() {
+            Ok(specs) => cfg.specs = specs,
+            Err(e) => errors.push(format!("[[spec]]: {}", e.to_string().trim())),
+        }
+    }
     for key in table.keys() {
         errors.push(format!("unknown section or key `{key}`"));
     }
@@ -245,6 +297,28 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
         c.live.snaplen >= 64,
         "[capture.live] snaplen: must be at least 64",
     );
+    check(
+        c.state.flush_interval_secs >= 1,
+        "[state] flush_interval_secs: must be at least 1",
+    );
+    check(
+        (1..=3).contains(&c.inventory.latency_sigfig),
+        "[inventory] latency_sigfig: must be 1, 2 or 3",
+    );
+    check(
+        (4..=16).contains(&c.inventory.distinct_precision),
+        "[inventory] distinct_precision: must be between 4 and 16",
+    );
+    check(
+        c.inventory.body_sample_every >= 1,
+        "[inventory] body_sample_every: must be at least 1",
+    );
+    for e in c.inventory.templates.validate() {
+        errors.push(format!("[inventory.templates] {e}"));
+    }
+    for e in c.state.store.validate() {
+        errors.push(format!("[state.store] {e}"));
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
 //! `apiscope`: the passive API discovery sensor's command-line entry point.
 //!
 //! Subcommands (see `docs/` and `../shared/guide/CONTRACT.md`): `replay` processes capture
-//! files and exits; `check-config` validates a configuration file. Exit status: 0 success,
+//! files and exits; `inventory` prints the inventory kept in a state directory;
+//! `check-config` validates a configuration file. Exit status: 0 success,
 //! 2 usage or configuration error, 1 any other failure.
 
 mod calls;
 mod config;
+mod inventory_cmd;
 mod replay;
+mod sink;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +31,8 @@ struct Cli {
 enum Command {
     /// Process pcap/pcapng files (in order, as one timeline) and print a summary.
     Replay(replay::ReplayArgs),
+    /// Print the discovered inventory from a state directory (table, JSON or OpenAPI 3.1).
+    Inventory(inventory_cmd::InventoryArgs),
     /// Validate a configuration file and report every error at once.
     CheckConfig {
         #[arg(long)]
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
+        Command::Inventory(args) => inventory_cmd::run(args),
         Command::CheckConfig { config } => match config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());

@@ -17,10 +17,14 @@ use apiscope_capture::{
     StreamHandler, Timestamp,
 };
 use apiscope_http::{Call, HttpConfig, HttpConn, HttpStats};
+use apiscope_inventory::inventory::{BodySampler, CallFacts, Inventory};
+use apiscope_inventory::spec::{Spec, SpecSet};
+use apiscope_inventory::store::Store;
 use clap::Args;
 
-use crate::calls::{Batch, Merger};
+use crate::calls::{self, Batch, Merger, Released};
 use crate::config::{self, Config};
+use crate::sink::{Facts, Sink};
 use crate::Failure;
 
 #[derive(Debug, Args)]
@@ -37,6 +41,16 @@ pub struct ReplayArgs {
     /// Write every HTTP call as JSON Lines to this file (`-` = stdout).
     #[arg(long)]
     calls: Option<PathBuf>,
+    /// Write the inventory as JSON to this file at exit (`-` = stdout).
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    /// An OpenAPI 3.x document (YAML or JSON) describing known APIs; repeatable. Matched to
+    /// hosts by its `servers` (or by `[[spec]]` entries in the configuration).
+    #[arg(long = "spec")]
+    specs: Vec<PathBuf>,
+    /// Persistent state: the inventory is reloaded from it at start and saved to it.
+    #[arg(long)]
+    state: Option<PathBuf>,
     /// Run the pipeline up to this stage: `capture` (decapsulation and reassembly only, for
     /// benchmarking) or `http` (everything built so far).
     #[arg(long, value_enum, default_value_t = Stage::Http)]
@@ -216,8 +230,10 @@ struct Pipeline {
     http_stats: HttpStats,
     scratch: Vec<Call>,
     /// Calls serialised since the last batch went to the writer.
-    lines: Batch,
+    lines: Batch<Facts>,
     write_calls: bool,
+    /// Body sampler, when the inventory runs (its facts go with each call).
+    sampler: Option<BodySampler>,
     /// False with `--stage capture`: streams are counted, not parsed.
     parse_http: bool,
     /// Keep the per-path summary for `--report`.
@@ -228,7 +244,13 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn new(http_cfg: HttpConfig, write_calls: bool, parse_http: bool, summarize: bool) -> Self {
+    fn new(
+        http_cfg: HttpConfig,
+        write_calls: bool,
+        sampler: Option<BodySampler>,
+        parse_http: bool,
+        summarize: bool,
+    ) -> Self {
         Pipeline {
             report: StreamReport::default(),
             http_cfg,
@@ -236,6 +258,7 @@ impl Pipeline {
             scratch: Vec::new(),
             lines: Batch::default(),
             write_calls,
+            sampler,
             parse_http,
             summarize,
             calls: 0,
@@ -280,13 +303,20 @@ impl StreamHandler for Pipeline {
             StreamEvent::Anomaly { .. } => {}
         }
         let swapped = http.roles_swapped();
-        for call in self.scratch.drain(..) {
+        for mut call in self.scratch.drain(..) {
             self.calls += 1;
             if self.summarize {
                 self.report.calls.add(&call);
             }
-            if self.write_calls {
-                self.lines.push(&call, meta, swapped);
+            let facts = self.sampler.as_mut().map(|s| {
+                let (_, client, server, _, _) = calls::key_of(&call, meta, swapped);
+                let req = &call.request;
+                let sample = s.sample(req.host(), &req.method, req.path());
+                CallFacts::extract(&mut call, client, server, sample)
+            });
+            if self.write_calls || facts.is_some() {
+                self.lines
+                    .push(&call, meta, swapped, self.write_calls, facts);
             }
         }
         let earliest = match ev {
@@ -327,7 +357,9 @@ struct WorkerCtx<'a> {
     cfg: &'a Config,
     shard: u64,
     shards: u64,
-    calls_tx: Option<SyncSender<Batch>>,
+    calls_tx: Option<SyncSender<Batch<Facts>>>,
+    write_calls: bool,
+    inventory: bool,
     stage: Stage,
     report: bool,
 }
@@ -335,7 +367,8 @@ struct WorkerCtx<'a> {
 fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
     let handler = Pipeline::new(
         w.cfg.http_config(),
-        w.calls_tx.is_some(),
+        w.write_calls,
+        w.inventory.then(|| BodySampler::new(&w.cfg.inventory)),
         w.stage == Stage::Http,
         w.report,
     );
@@ -387,6 +420,60 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
     })
 }
 
+/// What the sink thread hands back.
+struct SinkResult {
+    out_of_order: u64,
+    inventory: Option<Inventory>,
+    flushes: u64,
+}
+
+/// The specs of `--spec` (any host their `servers` name) and of `[[spec]]` entries.
+pub fn load_specs(files: &[PathBuf], cfg: &Config) -> Result<Option<SpecSet>, Failure> {
+    let mut set = SpecSet::new();
+    let entries = files
+        .iter()
+        .map(|f| (f.clone(), Vec::new()))
+        .chain(cfg.specs.iter().map(|e| (e.file.clone(), e.hosts.clone())));
+    for (file, hosts) in entries {
+        let spec = Spec::load(&file).map_err(|e| Failure::Usage(format!("--spec: {e}")))?;
+        for w in &spec.warnings {
+            eprintln!(
+                "apiscope: warning: {}: {}: {}",
+                file.display(),
+                w.pointer,
+                w.message
+            );
+        }
+        set.add(spec, &hosts);
+    }
+    Ok((!set.is_empty()).then_some(set))
+}
+
+/// A new inventory, or the one saved in the state directory `state`, and the open store.
+pub fn open_inventory(
+    cfg: &Config,
+    specs: Option<SpecSet>,
+    state: Option<&std::path::Path>,
+) -> Result<(Option<Inventory>, Option<Store>), Failure> {
+    let mut inv = Inventory::new(cfg.inventory.clone(), specs);
+    let Some(dir) = state else {
+        return Ok((Some(inv), None));
+    };
+    let store = Store::open(dir, &cfg.state.store)
+        .with_context(|| format!("opening the state directory {}", dir.display()))?;
+    let records = store
+        .load_current()
+        .with_context(|| format!("reading the state in {}", dir.display()))?;
+    let skipped = inv.restore(&records);
+    if skipped > 0 {
+        eprintln!(
+            "apiscope: warning: {skipped} saved endpoints could not be read back from {} and start afresh",
+            dir.display()
+        );
+    }
+    Ok((Some(inv), Some(store)))
+}
+
 fn open_output(path: &std::path::Path) -> anyhow::Result<Box<dyn Write + Send>> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(std::io::BufWriter::with_capacity(
@@ -416,17 +503,36 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         FileSource::open(path).map_err(anyhow::Error::from)?;
     }
     let calls_out = args.calls.as_deref().map(open_output).transpose()?;
+    let write_calls = calls_out.is_some();
+    let want_inventory = args.stage == Stage::Http
+        && (write_calls || args.inventory.is_some() || args.state.is_some() || args.report);
+    let (inventory, store) = if want_inventory {
+        let specs = load_specs(&args.specs, &cfg)?;
+        open_inventory(&cfg, specs, args.state.as_deref())?
+    } else {
+        (None, None)
+    };
+    let flush_every = Duration::from_secs(cfg.state.flush_interval_secs);
     let started = Instant::now();
-    let (results, written) = std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(threads * 4);
-        let writer = calls_out.map(|out| {
+    let (results, sunk) = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<Facts>>(threads * 4);
+        let sink_thread = (write_calls || inventory.is_some()).then(|| {
             let max_held = cfg.output.reorder_max_calls;
-            s.spawn(move || -> std::io::Result<(u64, u64)> {
-                let mut m = Merger::new(out, threads, max_held);
+            s.spawn(move || -> anyhow::Result<SinkResult> {
+                let mut m = Merger::new(threads, max_held);
+                let mut sink = Sink::new(calls_out, inventory, store, flush_every);
+                let mut f = |r: Released<'_, Facts>| sink.call(r);
                 for b in rx {
-                    m.push(b)?;
+                    m.push(b, &mut f)?;
                 }
-                m.finish()
+                m.finish(&mut f)?;
+                let flushes = sink.flushes;
+                let inventory = sink.finish()?;
+                Ok(SinkResult {
+                    out_of_order: m.out_of_order,
+                    inventory,
+                    flushes,
+                })
             })
         });
         let handles: Vec<_> = (0..threads as u64)
@@ -436,7 +542,9 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                     cfg: &cfg,
                     shard: i,
                     shards: threads as u64,
-                    calls_tx: writer.is_some().then(|| tx.clone()),
+                    calls_tx: sink_thread.is_some().then(|| tx.clone()),
+                    write_calls,
+                    inventory: want_inventory,
                     stage: args.stage,
                     report: args.report,
                 };
@@ -448,8 +556,8 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             .into_iter()
             .map(|h| h.join().expect("replay worker panicked"))
             .collect();
-        let written = writer.map(|w| w.join().expect("calls writer panicked"));
-        (results, written)
+        let sunk = sink_thread.map(|w| w.join().expect("sink thread panicked"));
+        (results, sunk)
     });
     let mut counters = Counters::default();
     let mut report = StreamReport::default();
@@ -466,13 +574,26 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             warnings = r.warnings;
         }
     }
-    if let Some(w) = written {
-        let (_, late) = w.context("writing calls failed")?;
-        if late > 0 {
+    let mut inventory = None;
+    let mut state_flushes = 0;
+    if let Some(r) = sunk {
+        let r = r?;
+        if r.out_of_order > 0 {
             warnings.push(format!(
-                "{late} calls written out of request-time order (raise output.reorder_max_calls)"
+                "{} calls written out of request-time order (raise output.reorder_max_calls)",
+                r.out_of_order
             ));
         }
+        inventory = r.inventory;
+        state_flushes = r.flushes;
+    }
+    if let (Some(path), Some(inv)) = (args.inventory.as_deref(), inventory.as_ref()) {
+        let mut out = open_output(path)?;
+        serde_json::to_writer_pretty(&mut out, &inv.to_json())
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(writeln!(out)?))
+            .and_then(|()| Ok(out.flush()?))
+            .with_context(|| format!("writing the inventory to {}", path.display()))?;
     }
     let elapsed = started.elapsed().as_secs_f64();
     for w in &warnings {
@@ -495,6 +616,14 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             .filter(|(name, v)| shown(name, *v))
         {
             eprintln!("  {name:<28} {v}");
+        }
+        if let Some(inv) = &inventory {
+            for (name, v) in inv.counters().into_iter().filter(|(_, v)| *v > 0) {
+                eprintln!("  {name:<28} {v}");
+            }
+        }
+        if state_flushes > 0 {
+            eprintln!("  {:<28} {state_flushes}", "state_flushes");
         }
     }
     Ok(())
