@@ -39,7 +39,7 @@ fuzz-build: deps ## Build the fuzz targets (stable toolchain, no sanitizer)
 	$(CARGO) build --locked --manifest-path fuzz/Cargo.toml --bins
 
 demo: build ## Replay the bundled capture and print what it saw
-	./target/release/apiscope replay --report $(DEMO_CAPTURE)
+	./target/release/apiscope replay --report --spec fixtures/demo/demo_openapi.yaml $(DEMO_CAPTURE)
 
 openapi-validator: ## Python venv .venv-tools with openapi-spec-validator (the OpenAPI export test uses it)
 	@[ -x .venv-tools/bin/python ] || python3 -m venv .venv-tools

@@ -666,7 +666,19 @@ fn name_suggests_credential(lname: &[u8]) -> bool {
         })
 }
 
+/// A cheap first test, true for every curated name and every name
+/// [`name_suggests_credential`] can accept: most headers (`accept`, `user-agent`, ...) stop
+/// here, which matters since this runs on every header of every request.
+fn may_name_credential(lname: &[u8]) -> bool {
+    [&b"key"[..], b"token", b"secret", b"auth", b"jwt"]
+        .iter()
+        .any(|n| contains(lname, n))
+}
+
 fn api_key_header(lname: &[u8], value: &[u8], out: &mut RequestAuth) {
+    if !may_name_credential(lname) {
+        return;
+    }
     let curated = API_KEY_HEADERS.contains(&lname);
     if !curated && !name_suggests_credential(lname) {
         return;
@@ -1174,6 +1186,18 @@ pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_name_prefilter_lets_every_credential_name_through() {
+        for n in API_KEY_HEADERS {
+            assert!(may_name_credential(n), "{}", String::from_utf8_lossy(n));
+        }
+        for n in [&b"x-my-service-key"[..], b"x-secret-thing", b"apikey2", b"x-client-accesskey"] {
+            assert!(!name_suggests_credential(n) || may_name_credential(n));
+        }
+        assert!(!may_name_credential(b"user-agent"));
+        assert!(!may_name_credential(b"accept-encoding"));
+    }
 
     fn req(headers: &[(&str, &str)], query: Option<&str>) -> RequestAuth {
         classify_request(headers.iter().map(|(n, v)| (*n, v.as_bytes())), query)

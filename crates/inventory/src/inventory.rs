@@ -146,8 +146,9 @@ pub struct CallFacts {
 }
 
 impl CallFacts {
-    /// Keeps what the inventory needs of `call` (made by `client` to `server`); with
-    /// `sample_bodies`, moves its body prefixes out of it.
+    /// Keeps what the inventory needs of `call` (made by `client` to `server`), moving its
+    /// method and target out of it (and with `sample_bodies`, its body prefixes): call this
+    /// after anything else that reads them.
     pub fn extract(
         call: &mut Call,
         client: SocketAddr,
@@ -187,8 +188,8 @@ impl CallFacts {
             latency_us: resp.map(|r| r.ts.saturating_since(req.ts).as_micros()),
             client: client.ip,
             host,
-            method: req.method.clone(),
-            target: req.target.clone(),
+            method: String::new(),
+            target: String::new(),
             path_start: path_start as u32,
             path_end: path_end as u32,
             status: resp.map(|r| r.status),
@@ -200,6 +201,9 @@ impl CallFacts {
             boundary,
             body: None,
         };
+        // The call's line is written before this: its method and target can move, not copy.
+        facts.method = std::mem::take(&mut call.request.method);
+        facts.target = std::mem::take(&mut call.request.target);
         if sample_bodies {
             let complete =
                 |b: &apiscope_http::Body| !b.truncated && b.prefix.len() as u64 == b.bytes;
@@ -274,7 +278,9 @@ impl BodySampler {
     }
 }
 
-/// FNV-style hash of host, method and path with identifier-like segments blanked.
+/// FNV-style hash of host, method and path with identifier-like segments blanked. "Like" is
+/// cheap here (any digit, or longer than 24 bytes): this runs on every call, and a shape only
+/// steers sampling.
 fn shape_hash(host: &str, method: &str, path: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
@@ -285,11 +291,11 @@ fn shape_hash(host: &str, method: &str, path: &str) -> u64 {
     };
     eat(host.as_bytes());
     eat(method.as_bytes());
-    for seg in path.split('/') {
-        if crate::value::classify(seg).is_identifier() {
+    for seg in path.as_bytes().split(|&b| b == b'/') {
+        if seg.len() > 24 || seg.iter().any(u8::is_ascii_digit) {
             eat(b"{}");
         } else {
-            eat(seg.as_bytes());
+            eat(seg);
         }
     }
     h
@@ -308,6 +314,9 @@ pub fn endpoint_id(host: &str, method: &str, path: &str) -> String {
     format!("{:016x}", mix64(h))
 }
 
+/// Distinct request methods told apart (see `Inventory::method_id`).
+pub const MAX_METHODS: usize = 256;
+
 /// Counters of the inventory, all monotonic.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct InventoryStats {
@@ -323,6 +332,7 @@ pub struct InventoryStats {
     pub bodies_not_json: u64,
     pub graphql_operations: u64,
     pub sensitive_hits: u64,
+    pub methods_overflow: u64,
 }
 
 /// Sensitive data seen at one place of an endpoint.
@@ -729,7 +739,9 @@ pub struct Inventory {
     hosts: Vec<HostEntry>,
     host_index: FxHashMap<String, u32>,
     endpoints: Vec<Option<EndpointEntry>>,
-    index: FxHashMap<(u32, Box<str>, RouteId), u32>,
+    index: FxHashMap<(u32, u16, RouteId), u32>,
+    /// Methods seen, as sent; the index keys them by position (a handful in practice).
+    methods: Vec<String>,
     by_route: FxHashMap<RouteId, Vec<u32>>,
     live_endpoints: usize,
     /// Ids of endpoints folded into others since [`Inventory::take_changed`] last ran.
@@ -753,6 +765,7 @@ impl Inventory {
             host_index: FxHashMap::default(),
             endpoints: Vec::new(),
             index: FxHashMap::default(),
+            methods: Vec::new(),
             by_route: FxHashMap::default(),
             live_endpoints: 0,
             removed: Vec::new(),
@@ -843,8 +856,25 @@ impl Inventory {
         }
     }
 
+    /// The position of `method` in the methods seen (added if new). Methods are kept as
+    /// sent, so a hostile client can send many: past [`MAX_METHODS`] distinct ones, the rest
+    /// share the last position (counted in `methods_overflow`) and are counted under the
+    /// endpoint of the first of them.
+    fn method_id(&mut self, method: &str) -> u16 {
+        if let Some(i) = self.methods.iter().position(|m| m == method) {
+            return i as u16;
+        }
+        if self.methods.len() >= MAX_METHODS {
+            self.stats.methods_overflow += 1;
+            return (MAX_METHODS - 1) as u16;
+        }
+        self.methods.push(method.to_owned());
+        (self.methods.len() - 1) as u16
+    }
+
     fn endpoint(&mut self, host: u32, method: &str, route: RouteId) -> Option<u32> {
-        if let Some(&e) = self.index.get(&(host, method.into(), route)) {
+        let m = self.method_id(method);
+        if let Some(&e) = self.index.get(&(host, m, route)) {
             return Some(e);
         }
         let cfg = &self.parts.cfg;
@@ -862,7 +892,7 @@ impl Inventory {
         self.match_spec(&mut e);
         let id = self.endpoints.len() as u32;
         self.endpoints.push(Some(e));
-        self.index.insert((host, method.into(), route), id);
+        self.index.insert((host, m, route), id);
         self.by_route.entry(route).or_default().push(id);
         Some(id)
     }
@@ -905,8 +935,9 @@ impl Inventory {
                     continue;
                 };
                 let host = self.host_index[&e.host];
-                self.index.remove(&(host, e.method.as_str().into(), r));
-                let key = (host, e.method.as_str().into(), into);
+                let m = self.method_id(&e.method);
+                self.index.remove(&(host, m, r));
+                let key = (host, m, into);
                 match self.index.get(&key) {
                     Some(&target) => {
                         self.removed.push(e.id.clone());
@@ -950,7 +981,7 @@ impl Inventory {
                 continue;
             };
             let route = self.templater.add_spec_template(&r.host, &r.path);
-            let key = (host, r.method.as_str().into(), route);
+            let key = (host, self.method_id(&r.method), route);
             if self.index.contains_key(&key) {
                 skipped += 1;
                 continue;
@@ -1037,6 +1068,7 @@ impl Inventory {
                 s.graphql_operations,
             ),
             ("inventory_sensitive_hits".to_owned(), s.sensitive_hits),
+            ("inventory_methods_overflow".to_owned(), s.methods_overflow),
         ];
         let groups = [
             ("params_", self.parts.param_stats.counters()),

@@ -237,15 +237,9 @@ impl<F> Default for Batch<F> {
 }
 
 impl<F> Batch<F> {
-    /// Adds one call: its line when `write` (see [`write_line`]), and its `facts`.
-    pub fn push(
-        &mut self,
-        call: &Call,
-        meta: &ConnMeta,
-        swapped: bool,
-        write: bool,
-        facts: Option<F>,
-    ) {
+    /// Adds one call: its line when `write` (see [`write_line`]); its facts can be attached
+    /// afterwards with [`Batch::set_facts`] (so they may take what the line no longer needs).
+    pub fn push(&mut self, call: &Call, meta: &ConnMeta, swapped: bool, write: bool) {
         let start = self.bytes.len();
         let (key, at) = if write {
             write_line(&mut self.bytes, call, meta, swapped)
@@ -256,8 +250,15 @@ impl<F> Batch<F> {
         self.items.push(Item {
             key,
             line: (off(start), off(at), off(self.bytes.len())),
-            facts,
+            facts: None,
         });
+    }
+
+    /// Attaches facts to the call pushed last.
+    pub fn set_facts(&mut self, facts: F) {
+        if let Some(it) = self.items.last_mut() {
+            it.facts = Some(facts);
+        }
     }
 
     pub fn len(&self) -> usize {

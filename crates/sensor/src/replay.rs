@@ -308,15 +308,16 @@ impl StreamHandler for Pipeline {
             if self.summarize {
                 self.report.calls.add(&call);
             }
-            let facts = self.sampler.as_mut().map(|s| {
+            if !self.write_calls && self.sampler.is_none() {
+                continue;
+            }
+            self.lines.push(&call, meta, swapped, self.write_calls);
+            if let Some(s) = self.sampler.as_mut() {
                 let (_, client, server, _, _) = calls::key_of(&call, meta, swapped);
                 let req = &call.request;
                 let sample = s.sample(req.host(), &req.method, req.path());
-                CallFacts::extract(&mut call, client, server, sample)
-            });
-            if self.write_calls || facts.is_some() {
-                self.lines
-                    .push(&call, meta, swapped, self.write_calls, facts);
+                let facts = CallFacts::extract(&mut call, client, server, sample);
+                self.lines.set_facts(facts);
             }
         }
         let earliest = match ev {
@@ -601,7 +602,19 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     }
     if args.report {
         let mut out = std::io::stdout().lock();
-        match print_report(&mut out, &report, &counters, &http, calls) {
+        let r = print_report(&mut out, &report, &counters, &http, calls).and_then(|()| {
+            let Some(inv) = &inventory else { return Ok(()) };
+            let j = inv.to_json();
+            let eps = j["endpoints"].as_array().map_or(&[][..], Vec::as_slice);
+            writeln!(out, "\nInventory:")?;
+            crate::inventory_cmd::print_table(&mut out, eps)?;
+            let unmatched: u64 = inv.hosts().iter().map(|h| h.unmatched_404).sum();
+            if unmatched > 0 {
+                writeln!(out, "{unmatched} calls got a 404 on paths matching no endpoint (not inventoried)")?;
+            }
+            Ok(())
+        });
+        match r {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                 return Err(anyhow::Error::from(e).context("writing the report").into())
             }

@@ -75,3 +75,212 @@ fn exit_codes_follow_the_contract() {
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stderr).contains("truncated"));
 }
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("apiscope-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// (method, path, calls, in_spec, deprecated) of each endpoint.
+fn rows(inv: &serde_json::Value) -> Vec<(String, String, u64, Option<bool>, bool)> {
+    inv["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["method"].as_str().unwrap().to_owned(),
+                e["path"].as_str().unwrap().to_owned(),
+                e["calls"].as_u64().unwrap(),
+                e["in_spec"].as_bool(),
+                e["deprecated"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn demo_inventory_against_its_spec() {
+    let demo = "fixtures/demo/demo.pcap";
+    let spec = "fixtures/demo/demo_openapi.yaml";
+    let inv = json(&apiscope(&[
+        "replay",
+        "--threads",
+        "2",
+        "--spec",
+        spec,
+        "--inventory",
+        "-",
+        demo,
+    ]));
+    let r = rows(&inv);
+    let find = |m: &str, p: &str| r.iter().find(|e| e.0 == m && e.1 == p).cloned();
+    assert_eq!(r.iter().map(|e| e.2).sum::<u64>(), 122, "{r:?}");
+    // Spec templates win (their parameter names too).
+    let user = find("GET", "/api/v1/users/{userId}").expect("templated from the spec");
+    assert_eq!((user.3, user.4), (Some(true), false));
+    // Documented but deprecated.
+    assert_eq!(find("GET", "/api/v1/products").unwrap().4, true);
+    // Not in the spec: the method, or the whole path.
+    assert_eq!(
+        find("DELETE", "/api/v1/orders/{orderId}").unwrap().3,
+        Some(false)
+    );
+    assert_eq!(find("GET", "/health").unwrap().3, Some(false));
+    // Nothing sensitive is written raw: the demo's login sends a password.
+    let text = inv.to_string();
+    assert!(
+        !text.contains("hunter2") && !text.contains("s3cret"),
+        "{text}"
+    );
+}
+
+#[test]
+fn calls_name_the_endpoint_they_were_counted_under() {
+    let demo = "fixtures/demo/demo.pcap";
+    let out = apiscope(&["replay", "--threads", "1", "--calls", "-", demo]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut labels = std::collections::BTreeSet::new();
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let ep = v["endpoint"]
+            .as_str()
+            .expect("every demo call is inventoried");
+        let method = v["method"].as_str().unwrap();
+        assert!(
+            ep.starts_with(&format!("{method} api.demo.local /")),
+            "{ep}"
+        );
+        labels.insert(ep.to_owned());
+    }
+    assert!(
+        labels.contains("GET api.demo.local /api/v1/users/{id}"),
+        "{labels:?}"
+    );
+}
+
+#[test]
+fn the_inventory_does_not_depend_on_the_thread_count() {
+    let demo = "fixtures/demo/demo.pcap";
+    let one = rows(&json(&apiscope(&[
+        "replay",
+        "--threads",
+        "1",
+        "--inventory",
+        "-",
+        demo,
+    ])));
+    let four = rows(&json(&apiscope(&[
+        "replay",
+        "--threads",
+        "4",
+        "--inventory",
+        "-",
+        demo,
+    ])));
+    assert_eq!(one, four);
+}
+
+#[test]
+fn state_is_reloaded_and_printed_by_the_inventory_command() {
+    let demo = "fixtures/demo/demo.pcap";
+    let dir = scratch("state");
+    let state = dir.join("state");
+    let st = state.to_str().unwrap();
+    let first = json(&apiscope(&[
+        "replay",
+        "--threads",
+        "1",
+        "--state",
+        st,
+        "--inventory",
+        "-",
+        demo,
+    ]));
+    // A second replay of the same capture goes on from the saved state.
+    let second = json(&apiscope(&[
+        "replay",
+        "--threads",
+        "1",
+        "--state",
+        st,
+        "--inventory",
+        "-",
+        demo,
+    ]));
+    let (a, b) = (rows(&first), rows(&second));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            (&x.0, &x.1, x.2 * 2),
+            (&y.0, &y.1, y.2),
+            "calls add up across runs"
+        );
+    }
+    let printed = json(&apiscope(&["inventory", "--state", st, "--format", "json"]));
+    assert_eq!(rows(&printed), b);
+    let table = apiscope(&["inventory", "--state", st]);
+    assert!(table.status.success());
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.starts_with("HOST") && table.trim_end().ends_with("8 endpoints"),
+        "{table}"
+    );
+    // Endpoints first seen since the end of time: none.
+    let none = json(&apiscope(&[
+        "inventory",
+        "--state",
+        st,
+        "--format",
+        "json",
+        "--since",
+        "2100-01-01T00:00:00Z",
+    ]));
+    assert_eq!(rows(&none).len(), 0);
+    // OpenAPI 3.1, checked by a standard validator when the test setup provides it.
+    let doc = json(&apiscope(&[
+        "inventory",
+        "--state",
+        st,
+        "--format",
+        "openapi",
+    ]));
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(
+        doc["paths"]["/api/v1/users/{id}"]["get"].is_object(),
+        "{doc}"
+    );
+    let file = dir.join("openapi.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    match std::env::var_os("APISCOPE_OPENAPI_VALIDATOR") {
+        None => eprintln!("skipping OpenAPI validation: APISCOPE_OPENAPI_VALIDATOR is not set"),
+        Some(py) => {
+            let out = Command::new(py)
+                .args([
+                    "-c",
+                    "import sys\nfrom openapi_spec_validator import validate\nfrom openapi_spec_validator.readers import read_from_filename\nd, _ = read_from_filename(sys.argv[1])\nvalidate(d)",
+                ])
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
