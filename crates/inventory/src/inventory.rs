@@ -332,6 +332,10 @@ pub struct InventoryStats {
     pub bodies_not_json: u64,
     pub graphql_operations: u64,
     pub sensitive_hits: u64,
+    pub sensitive_scan_truncated: u64,
+    pub sensitive_json_too_deep: u64,
+    pub sensitive_json_too_many_values: u64,
+    pub sensitive_too_many_findings: u64,
     pub methods_overflow: u64,
 }
 
@@ -1069,6 +1073,22 @@ impl Inventory {
             ),
             ("inventory_sensitive_hits".to_owned(), s.sensitive_hits),
             ("inventory_methods_overflow".to_owned(), s.methods_overflow),
+            (
+                "sensitive_scan_truncated".to_owned(),
+                s.sensitive_scan_truncated,
+            ),
+            (
+                "sensitive_json_too_deep".to_owned(),
+                s.sensitive_json_too_deep,
+            ),
+            (
+                "sensitive_json_too_many_values".to_owned(),
+                s.sensitive_json_too_many_values,
+            ),
+            (
+                "sensitive_too_many_findings".to_owned(),
+                s.sensitive_too_many_findings,
+            ),
         ];
         let groups = [
             ("params_", self.parts.param_stats.counters()),
@@ -1181,15 +1201,17 @@ fn update(e: &mut EndpointEntry, mut f: CallFacts, parts: &mut Parts, stats: &mu
     e.query
         .observe_query(q, &cfg.params, &mut parts.param_stats);
     if !q.is_empty() {
-        parts
+        let limits = parts
             .scanner
             .scan_urlencoded(q.as_bytes(), &mut |kind, name| {
                 add_sensitive(e, kind.as_str(), &format!("query:{name}"), cfg, stats);
             });
+        note_limits(stats, limits);
     }
-    parts.scanner.scan_path(f.path(), &mut |kind| {
+    let limits = parts.scanner.scan_path(f.path(), &mut |kind| {
         add_sensitive(e, kind.as_str(), "path", cfg, stats);
     });
+    note_limits(stats, limits);
     if let Some(t) = &f.req_type {
         e.req_types.add(t, cfg.max_tally_keys);
     }
@@ -1201,6 +1223,14 @@ fn update(e: &mut EndpointEntry, mut f: CallFacts, parts: &mut Parts, stats: &mu
         stats.bodies_analysed += 1;
         analyse_bodies(e, &f, &b, parts, stats);
     }
+}
+
+/// Counts the bounds a sensitive-data scan hit.
+fn note_limits(stats: &mut InventoryStats, l: crate::sensitive::ScanLimits) {
+    stats.sensitive_scan_truncated += u64::from(l.bytes);
+    stats.sensitive_json_too_deep += u64::from(l.depth);
+    stats.sensitive_json_too_many_values += u64::from(l.values);
+    stats.sensitive_too_many_findings += u64::from(l.findings);
 }
 
 /// Writes the decimal status into `buf`, returning its length.
@@ -1272,7 +1302,7 @@ fn analyse_bodies(
                             add_graphql(e, &ops, cfg, stats);
                         }
                     }
-                    scanner.scan_json(body.value(), &mut |kind, path| {
+                    let limits = scanner.scan_json(body.value(), &mut |kind, path| {
                         add_sensitive(
                             e,
                             kind.as_str(),
@@ -1281,6 +1311,7 @@ fn analyse_bodies(
                             stats,
                         );
                     });
+                    note_limits(stats, limits);
                     let key = if rt.is_empty() {
                         "application/json"
                     } else {
@@ -1295,7 +1326,7 @@ fn analyse_bodies(
         } else if rt == "application/x-www-form-urlencoded" {
             e.form
                 .observe_form(&b.request, !b.request_complete, &cfg.params, param_stats);
-            scanner.scan_urlencoded(&b.request, &mut |kind, name| {
+            let limits = scanner.scan_urlencoded(&b.request, &mut |kind, name| {
                 add_sensitive(
                     e,
                     kind.as_str(),
@@ -1304,6 +1335,7 @@ fn analyse_bodies(
                     stats,
                 );
             });
+            note_limits(stats, limits);
         } else if rt == "multipart/form-data" {
             if let Some(bd) = f.boundary.as_deref() {
                 e.form
@@ -1324,9 +1356,10 @@ fn analyse_bodies(
                 add_graphql(e, std::slice::from_ref(&op), cfg, stats);
             }
         } else {
-            scanner.scan_text(&b.request, &mut |kind| {
+            let limits = scanner.scan_text(&b.request, &mut |kind| {
                 add_sensitive(e, kind.as_str(), "request_body", cfg, stats);
             });
+            note_limits(stats, limits);
         }
     }
     if !b.response.is_empty() {
@@ -1335,7 +1368,7 @@ fn analyse_bodies(
         if is_json {
             match schema::parse_json(&b.response, !b.response_complete) {
                 Ok(body) => {
-                    scanner.scan_json(body.value(), &mut |kind, path| {
+                    let limits = scanner.scan_json(body.value(), &mut |kind, path| {
                         add_sensitive(
                             e,
                             kind.as_str(),
@@ -1344,6 +1377,7 @@ fn analyse_bodies(
                             stats,
                         );
                     });
+                    note_limits(stats, limits);
                     let class = f
                         .status
                         .map_or('x', |s| char::from(b'0' + (s / 100 % 10) as u8));
@@ -1355,9 +1389,10 @@ fn analyse_bodies(
                 Err(_) => stats.bodies_not_json += 1,
             }
         } else if rt.starts_with("text/") || rt.is_empty() || rt.ends_with("xml") {
-            scanner.scan_text(&b.response, &mut |kind| {
+            let limits = scanner.scan_text(&b.response, &mut |kind| {
                 add_sensitive(e, kind.as_str(), "response_body", cfg, stats);
             });
+            note_limits(stats, limits);
         }
     }
 }
