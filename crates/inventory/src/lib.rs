@@ -3,6 +3,10 @@
 //! The HTTP stage hands over calls; this crate turns them into a catalog of endpoints keyed by
 //! host, method and *templated* path (`/users/{id}`). The parts:
 //!
+//! - [`inventory`]: the catalog itself: [`inventory::CallFacts`] extracted per call on the
+//!   workers, [`inventory::Inventory`] counting them in request-time order into endpoints.
+//! - [`keyed`]: keyed hashes (SipHash under the state directory's secret) for values that
+//!   must be remembered but never stored.
 //! - [`stats`]: bounded, mergeable per-endpoint statistics (distinct counts, latency
 //!   percentiles with `hdrhistogram`, sizes, bounded tallies).
 //! - [`value`]: the type of a single string value (integer, UUID, email, date, ...), shared by
@@ -33,6 +37,7 @@
 pub mod auth;
 pub mod graphql;
 pub mod inventory;
+pub mod keyed;
 pub mod openapi;
 pub mod params;
 pub mod schema;
