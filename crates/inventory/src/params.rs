@@ -12,7 +12,10 @@
 //!   without `=`, the [`ValueKind`]s of its values, file parts and their media types. It is
 //!   bounded by [`ParamConfig`] (every bound has a counter in [`ParamStats`]), serialises as a
 //!   compact summary, and exports OpenAPI 3.1 `parameters` ([`ParamSet::to_openapi_parameters`])
-//!   or a request-body schema ([`ParamSet::to_body_schema`]).
+//!   or a request-body schema ([`ParamSet::to_body_schema`]). Its lossless state, to save
+//!   and reload so that counting goes on after a restart, is separate from the summary:
+//!   [`ParamSet::save`] and [`ParamSet::load`] (format and validation in [`state`],
+//!   conventions shared with [`crate::schema::state`]).
 //!
 //! Array-style names keep their brackets, with indexes folded (`ids[0]`, `ids[1]` → `ids[]`);
 //! names that are themselves identifiers (`?1699999999`, `?<token>`) are data, not names, and
@@ -55,6 +58,8 @@ use serde_json::{json, Map, Value};
 
 use crate::schema::KindCounts;
 use crate::value::{classify, ValueKind};
+
+pub mod state;
 
 /// Bounds of parameter learning. Every bound has a counter in [`ParamStats`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]

@@ -16,7 +16,9 @@
 //! Every bound of [`SchemaConfig`] marks the node where it was hit (`truncated`) and bumps a
 //! counter of [`SchemaStats`]. The outputs are [`Schema::to_json_schema`] (JSON Schema
 //! 2020-12 as OpenAPI 3.1 uses it, deterministic) and the compact summary that `Schema`'s
-//! [`Serialize`] implementation writes into the inventory.
+//! [`Serialize`] implementation writes into the inventory. The lossless state, to save and
+//! reload so that counting goes on after a restart, is separate: [`Schema::save`] and
+//! [`Schema::load`], described in [`state`].
 //!
 //! ```
 //! use apiscope_inventory::schema::{parse_json, Schema, SchemaConfig, SchemaStats};
@@ -52,6 +54,10 @@ use serde_json::error::Category;
 use serde_json::{Map, Value};
 
 use crate::value::{classify, ValueKind};
+
+pub mod state;
+
+pub use state::StateError;
 
 /// A string format is exported only when at least this share (in percent) of a node's string
 /// samples have it, so one empty or odd value among many dates does not hide the format,
