@@ -17,6 +17,7 @@
 //! its host's `unmatched_404` bucket and creates nothing, so a scanner spraying random paths
 //! cannot grow the catalog.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -110,6 +111,32 @@ pub fn normalize_host(host: Option<&str>, server: SocketAddr) -> String {
     server.to_string()
 }
 
+/// Common media types, shared rather than allocated for every call.
+const MEDIA_TYPES: &[&str] = &[
+    "application/json",
+    "text/html",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+    "application/xml",
+    "text/xml",
+    "application/javascript",
+    "text/css",
+    "application/octet-stream",
+    "application/graphql",
+    "application/problem+json",
+    "application/grpc-web",
+    "image/png",
+    "image/jpeg",
+];
+
+fn media_type(m: &str) -> Cow<'static, str> {
+    match MEDIA_TYPES.iter().find(|t| **t == m) {
+        Some(t) => Cow::Borrowed(t),
+        None => Cow::Owned(m.to_owned()),
+    }
+}
+
 /// What the inventory needs of one call's bodies; only for sampled calls.
 #[derive(Debug, Default)]
 pub struct BodyFacts {
@@ -139,8 +166,8 @@ pub struct CallFacts {
     pub resp_bytes: Option<u64>,
     pub auth: RequestAuth,
     /// Media types (lower-case, without parameters) and the request's `boundary`.
-    pub req_type: Option<String>,
-    pub resp_type: Option<String>,
+    pub req_type: Option<Cow<'static, str>>,
+    pub resp_type: Option<Cow<'static, str>>,
     pub boundary: Option<String>,
     pub body: Option<Box<BodyFacts>>,
 }
@@ -172,11 +199,11 @@ impl CallFacts {
             .filter(|c| c.is_multipart_form())
             .and_then(|c| c.boundary())
             .map(|b| b.into_owned());
-        let req_type = req_ct.map(|c| c.media_type().to_owned());
+        let req_type = req_ct.map(|c| media_type(c.media_type()));
         let resp_type = resp
             .and_then(|r| r.header("content-type"))
             .and_then(ContentType::from_bytes)
-            .map(|c| c.media_type().to_owned());
+            .map(|c| media_type(c.media_type()));
         let auth = auth::classify_request(
             req.headers
                 .iter()
