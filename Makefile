@@ -26,11 +26,13 @@ lint: deps ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-fixtures: ## Regenerate the test captures in fixtures/ from the generator
+fixtures: ## Regenerate the test captures and labelled traffic in fixtures/ from the generators
 	python3 fixtures/gen_capture_fixtures.py
+	python3 fixtures/templating/gen_labelled.py
 
 fixtures-check: ## Fail if the committed fixtures differ from what the generator makes
 	python3 fixtures/gen_capture_fixtures.py --check
+	python3 fixtures/templating/gen_labelled.py --check
 
 bench: build ## Throughput benchmark on the large capture (see docs/benchmarks.md)
 	bash benches/replay_bench.sh

@@ -1000,7 +1000,7 @@ impl Inventory {
                 skipped += 1;
                 continue;
             };
-            let route = self.templater.add_spec_template(&r.host, &r.path);
+            let route = self.templater.restore_template(&r.host, &r.path);
             let key = (host, self.method_id(&r.method), route);
             if self.index.contains_key(&key) {
                 skipped += 1;

@@ -6,7 +6,9 @@
 //! - [`Templater`]: one segment tree per host. [`Templater::observe`] learns from a path and
 //!   answers its [`RouteId`]; [`Templater::lookup`] answers without learning (for 404s, so a
 //!   scanner spraying random paths creates nothing); [`Templater::add_spec_template`] imports
-//!   a template from an API spec, whose parameters and literals then win.
+//!   a template from an API spec, whose parameters and literals then win;
+//!   [`Templater::restore_template`] recreates a template saved by an earlier run, without
+//!   pinning anything.
 //! - [`RouteId`]: a small `Copy` id. An id always names the same template string
 //!   ([`Templater::template`]); when learning changes a template, the route gets a new id and
 //!   the old one is reported in a [`RouteChange`] ([`Templater::drain_changes`]) so the caller
@@ -15,65 +17,78 @@
 //!   sample values, counts by [`ValueKind`], the distinct count (bounded).
 //! - [`TemplateConfig`] (bounds and thresholds) and [`TemplateStats`] (counters, one per bound).
 //!
-//! # Rules, in the order they are applied to a segment
+//! # Rules
 //!
-//! A path is split on `/` (query string and fragment cut off, trailing slashes ignored:
-//! `/users/` is `/users`; empty segments inside, as in `/a//b`, are kept as empty literals;
-//! `/` is the root route). Segments are kept as on the wire (percent-encoded); a segment's
-//! *type* is judged on its percent-decoded text. At each tree node:
+//! `docs/templating.md` explains the rules with examples and the measured accuracy; in
+//! short: a path is split on `/` (query string and fragment cut off, trailing slashes
+//! ignored: `/users/` is `/users`; empty segments inside, as in `/a//b`, are kept as empty
+//! literals; `/` is the root route). Segments stay as on the wire (percent-encoded); a
+//! segment's *class* is judged on its percent-decoded text:
 //!
-//! 1. **A known literal child always wins**, and once taken there is no fall-back to the
-//!    parameter: `/users/me` stays `/users/me` beside `/users/{id}`.
-//! 2. **Route words stay literal**: empty segments, versions (`v1`, `v2beta`, `v1.2`,
-//!    `1.0`), a built-in vocabulary of API route words (`me`, `search`, `featured`, `login`,
-//!    `users`, `orders`, ... plus [`TemplateConfig::static_words`]) and RPC method names
-//!    (`getUser`, `users.list`, `chat.postMessage`) never become a parameter, except when a
-//!    bound forces it.
-//! 3. **Typed identifiers are parameters at once** (rule `type:<kind>`): integers, numbers,
-//!    UUIDs, ObjectIds, hex/hashes, dates, date-times, emails, IPv4 addresses, opaque tokens
-//!    (see [`crate::value`]); a name around an identifier (`42.json`); generated names with
-//!    digits (`order-2023-17`, `red-shoe-42`, `item_9f2`, `INV-00042`: three or more digits,
-//!    or a separator followed by a digit; rule `type:generated`); and segments longer than
-//!    [`TemplateConfig::max_literal_bytes`] (rule `type:long`).
-//! 4. Any other segment (a *name*: `torvalds`, `red-shoe`, `report.pdf`, `Alice`) goes to
-//!    the node's parameter if that parameter was learnt or comes from a spec (it *absorbs*
-//!    names); otherwise it becomes a literal child, and the node is checked for learning.
+//! - **static**: empty, versions (`v1`, `v2beta`, `v1.2`, `1.0`), RPC method names
+//!   (`getUser`, `users.list`, `chat.postMessage`) and a core vocabulary of words that sit
+//!   beside identifiers (`me`, `self`, `search`, `new`, `featured`, `count`, `bulk`,
+//!   `login`, ..., plus [`TemplateConfig::static_words`]);
+//! - **noun**: a larger vocabulary of resource and route nouns (`users`, `settings`,
+//!   `history`, `blog`, ...) and compound names led by a view word (`new-arrivals`,
+//!   `top-rated`);
+//! - **identifier**: the identifier kinds of [`crate::value`] (integer, number, UUID,
+//!   ObjectId, hex/hash, date, date-time, email, IPv4, token), a name around one (`42.json`),
+//!   a generated name with digits (`order-2023-17`, `red-shoe-42`, `INV-00042`: three or more
+//!   digits, or a separator then a digit) and a segment longer than
+//!   [`max_literal_bytes`](TemplateConfig::max_literal_bytes);
+//! - **name**: anything else, a plain word (`[a-z]+([-_][a-z]+)*`: `torvalds`, `red-shoe`)
+//!   or plainly not a word (`report.pdf`, `Alice`, `mike88`, `%`-escapes, non-ASCII).
 //!
-//! **Learning** at a node with no parameter (a typed parameter never absorbs names: plain
-//! literals beside a typed parameter are static siblings, the `/users/me` pattern). The
-//! *candidates* are its literal children that are names (not route words, not pinned by a
-//! spec or a split) and do not name a collection (a literal whose own child is a typed or
-//! spec parameter, as `orders` in `/orders/{id}`, is a collection). Candidates hit far more
-//! often than the others are *recurring static siblings* and are left out: hits ≥
-//! [`static_min_hits`](TemplateConfig::static_min_hits) and ≥
-//! [`static_hit_ratio`](TemplateConfig::static_hit_ratio) × the lower quartile of the
-//! candidates' hits. The remaining candidates merge into one parameter when
+//! At each tree node, **a known literal child always wins** (no fall-back to the parameter
+//! once it is taken). Otherwise an identifier goes to the node's parameter (created with rule
+//! `type:<kind>`, `type:generated` or `type:long`); a name goes to the parameter if that
+//! *absorbs* names (learnt, forced or from a spec); anything else becomes a literal child.
+//! A typed parameter never absorbs names: plain literals beside it are static siblings
+//! (`/users/me` beside `/users/{id}`).
 //!
-//! - there are at least [`min_distinct`](TemplateConfig::min_distinct) of them (rule
-//!   `learned:distinct>=N`), or, below the root only,
-//! - at least [`min_distinct_similar`](TemplateConfig::min_distinct_similar) of them have
-//!   similar continuations: a literal child (or grandchild) name in common, as `repos` in
-//!   `/users/alice/repos` and `/users/bob/repos` (rule `learned:similar>=N`), or
-//! - at least `min_distinct_similar` of them are plainly not words (file names with an
-//!   extension, capitals, digits, `@`, `%`-escapes, non-ASCII; rule `learned:names>=N`).
+//! **Learning** runs at a node when a name literal appears under it (unless its parameter
+//! is typed by kind or already absorbs names). *Candidates* are the literal children that
+//! are names or nouns, not pinned (by a spec or a split) and not collections (a literal whose
+//! child is a typed or spec parameter, as `orders` in `/orders/{id}`). Names hit at least
+//! [`static_min_hits`](TemplateConfig::static_min_hits) times and
+//! [`static_hit_ratio`](TemplateConfig::static_hit_ratio) × the lower quartile of the names'
+//! hits are *recurring static siblings* and left out. The rest (the *usual* names; values of
+//! a `type:generated` parameter there count as names) merge into a parameter when there are
+//! at least [`min_distinct`](TemplateConfig::min_distinct) of them (`learned:distinct>=N`),
+//! or, below the root, when at least
+//! [`min_distinct_similar`](TemplateConfig::min_distinct_similar) names share a
+//! continuation, a child or grandchild name such as `repos` in `/users/alice/repos` and
+//! `/users/bob/repos` (`learned:similar>=N`; every candidate sharing it merges too, however
+//! often hit: a popular owner, a repository named `blog`), or when at least that many are
+//! plainly not words (`learned:names>=N`). Merging moves subtrees under the parameter,
+//! uniting children of the same name, and learning runs again below: that is how
+//! `/repos/{owner}/{repo}` forms.
 //!
-//! Merging moves the candidates' subtrees under the parameter (recursively uniting children
-//! of the same name), then learning runs again in the merged subtree, which is how
-//! `/repos/{owner}/{repo}` forms: once owners merge, their repository names meet under one
-//! node. Literals left out stay literal and keep winning over the parameter.
+//! **Joins and extraction**, beside a parameter that absorbs names, run every
+//! [`join_every_hits`](TemplateConfig::join_every_hits) calls of the node, when a literal
+//! beside it grows a child, and when a plain-word value reaches `static_min_hits` hits (and
+//! each doubling). A leftover literal joins the parameter when it shares its continuation,
+//! or when it is old ([`static_min_age`](TemplateConfig::static_min_age) calls) and rare
+//! (less than 1/[`static_rate_div`](TemplateConfig::static_rate_div) of them). A plain-word
+//! value seen at least `static_min_hits` times, always as the last segment, where a share `q`
+//! of the parameter's other calls ended there and `q^hits` is below
+//! [`extract_chance_percent`](TemplateConfig::extract_chance_percent), is a static sibling
+//! that first came after the parameter formed: it becomes a pinned literal again
+//! ([`RouteChange::Extracted`]).
 //!
 //! **Split-back**: a learnt parameter that, once it has
 //! [`split_after_hits`](TemplateConfig::split_after_hits) observations (checked then and at
 //! each doubling), has seen at most [`split_max_values`](TemplateConfig::split_max_values)
 //! distinct values, each at least [`split_min_value_hits`](TemplateConfig::split_min_value_hits)
-//! times and none of them an identifier, turns back into literals (`/en/docs`, `/fr/docs`),
-//! each with a copy of the parameter's subtree, pinned so they never merge again. Typed and
-//! spec parameters never split.
+//! times and none an identifier, turns back into pinned literals (`/en/docs`, `/fr/docs`),
+//! each with a copy of the parameter's subtree ([`RouteChange::Split`]). Typed and spec
+//! parameters never split.
 //!
 //! **Spec templates** ([`Templater::add_spec_template`]): literal segments are created and
 //! pinned; a `{...}` segment (whole or mixed, as `{name}.json`) becomes the node's parameter,
-//! keeps the spec's text as its name, absorbs names like a learnt one, and existing literal
-//! siblings that are not route words merge into it at once.
+//! keeps the spec's text as its name, absorbs names, and existing name literals beside it
+//! merge into it at once.
 //!
 //! # Parameter names
 //!
@@ -183,12 +198,15 @@ pub struct TemplateConfig {
     /// A literal (or a value of a parameter) that took at least 1/`static_rate_div` of its
     /// parent's calls since it appeared *recurs*: it is a static sibling.
     pub static_rate_div: u32,
-    /// Calls of the parent since a literal or value appeared before it can be judged not to
-    /// recur; also how long a learnt parameter stays young (taking no new plain words).
+    /// Calls of the parent since a literal appeared before it can be judged not to recur.
     pub static_min_age: u32,
     /// Calls of a node between two checks of its absorbing parameter: leftover literals
     /// join it, recurring plain-word values are extracted from it.
     pub join_every_hits: u32,
+    /// A plain-word value is extracted from a parameter (as a static sibling) when the
+    /// chance that a value of it never went further in as many calls is below this, in
+    /// percent.
+    pub extract_chance_percent: u32,
     /// Observations of a learnt parameter before split-back is considered (then at each
     /// doubling).
     pub split_after_hits: u32,
@@ -212,13 +230,14 @@ impl Default for TemplateConfig {
             max_tracked_values: 256,
             max_samples: 5,
             max_pending_changes: 4096,
-            min_distinct: 8,
+            min_distinct: 6,
             min_distinct_similar: 3,
             static_min_hits: 5,
             static_hit_ratio: 4,
             static_rate_div: 32,
             static_min_age: 64,
             join_every_hits: 32,
+            extract_chance_percent: 1,
             split_after_hits: 256,
             split_max_values: 3,
             split_min_value_hits: 32,
@@ -390,6 +409,8 @@ template_counters! {
     params_forced,
     /// Parameters created or adopted by a spec template.
     params_spec,
+    /// Parameters recreated by `restore_template`.
+    params_restored,
     /// Learning merges (one per node where names merged into a parameter).
     merges,
     /// Literal nodes merged into a parameter by learning, forcing or a spec.
@@ -463,6 +484,8 @@ enum Rule {
     Names(usize),
     Forced(usize),
     Spec,
+    /// Recreated by [`Templater::restore_template`].
+    Restored,
 }
 
 impl Rule {
@@ -476,6 +499,7 @@ impl Rule {
             Rule::Names(n) => format!("learned:names>={n}"),
             Rule::Forced(n) => format!("forced:children>={n}"),
             Rule::Spec => "spec".to_owned(),
+            Rule::Restored => "restored".to_owned(),
         }
     }
 
@@ -528,7 +552,7 @@ impl ParamState {
         ParamState {
             rule,
             also: Vec::new(),
-            absorbing: !rule.typed(),
+            absorbing: !rule.typed() && rule != Rule::Restored,
             spec_label: None,
             kinds: [0; KIND_COUNT],
             values: Vec::new(),
@@ -548,7 +572,6 @@ impl ParamState {
     fn holds(&self, raw: &str) -> bool {
         self.find(fnv1a(raw.as_bytes())).is_ok()
     }
-
 
     fn add_rule(&mut self, r: Rule) {
         if self.rule != r && !self.also.contains(&r) {
@@ -579,6 +602,8 @@ struct Node {
     route: Option<RouteId>,
     overflow_route: Option<RouteId>,
     hits: u32,
+    /// Observations that ended at this node.
+    ended: u32,
     /// The parent's hits when this node was created (its age is measured in them).
     born: u32,
     alive: bool,
@@ -596,6 +621,7 @@ impl Node {
             route: None,
             overflow_route: None,
             hits: 0,
+            ended: 0,
             born: 0,
             alive: true,
         }
@@ -882,10 +908,21 @@ impl Templater {
                             hits: 1,
                             born,
                             leaf_only: true,
-                            word: matches!(class, Seg::Word(_)),
+                            word: matches!(class, Seg::Word(_) | Seg::Noun(_)),
                         };
-                        record_value(st, v, cfg, &mut self.stats);
+                        let word = v.word;
+                        let value_hits = record_value(st, v, cfg, &mut self.stats);
                         last_value = Some((p, fnv1a(seg.as_bytes())));
+                        // A plain word that keeps coming back: is it a static sibling?
+                        let m = cfg.static_min_hits.max(1);
+                        if word
+                            && st.absorbing
+                            && value_hits >= m
+                            && value_hits % m == 0
+                            && (value_hits / m).is_power_of_two()
+                        {
+                            self.pending.push((Post::Join, p));
+                        }
                         if st.rule.learned() && hits >= st.next_split_check {
                             st.next_split_check = st.next_split_check.saturating_mul(2);
                             self.pending.push((Post::Split, p));
@@ -921,6 +958,10 @@ impl Templater {
                 }
             }
         }
+        if !overflow {
+            let n = self.hosts[h].node_mut(node);
+            n.ended = n.ended.saturating_add(1);
+        }
         let id = self.route_at(h, node, overflow);
         if self.pending.is_empty() {
             return id;
@@ -932,7 +973,10 @@ impl Templater {
                 continue;
             }
             match what {
-                Post::Learn => self.learn_subtree(h, n),
+                Post::Learn => {
+                    // A merge here cascades into the merged subtree (`merge_into_param`).
+                    self.maybe_learn(h, n);
+                }
                 Post::Join => {
                     self.extract_recurring(h, n);
                     self.join_leftovers(h, n, true);
@@ -947,7 +991,9 @@ impl Templater {
 
     /// The route `path` of `host` matches now, without learning anything: `None` when the
     /// path (or host) is not known, i.e. when [`observe`](Self::observe) would have to create
-    /// a node or a route for it. Never panics, never allocates.
+    /// a node or a route for it. A path that leaves the known tree at a node where a bound
+    /// once made a catch-all route (`<prefix>/{*rest}`) answers that route. Never panics,
+    /// never allocates.
     pub fn lookup(&self, host: &str, path: &str) -> Option<RouteId> {
         let h = match self.host_index.get(host) {
             Some(&h) => h as usize,
@@ -1077,6 +1123,48 @@ impl Templater {
         id
     }
 
+    /// Recreates a template this templater produced before (saved by the caller across
+    /// restarts), without pinning anything: literals can still merge, and each `{...}`
+    /// segment becomes a parameter (rule `restored`) that takes identifiers like a typed
+    /// one and takes names once learning confirms it (like a `type:generated` one). A final
+    /// `{*rest}` segment restores a catch-all route. Parameter names are generated again
+    /// by the naming scheme. Returns the route; never panics (when the node budget is spent
+    /// the answer is the catch-all route of the deepest node reached).
+    pub fn restore_template(&mut self, host: &str, template: &str) -> RouteId {
+        self.op_start = self.routes.len() as u32;
+        let h = self.host_slot(host);
+        let mut node = ROOT;
+        let mut overflow = false;
+        for (i, seg) in segments(template).enumerate() {
+            if i >= self.cfg.max_segments || seg.starts_with("{*") {
+                overflow = true;
+                break;
+            }
+            let next = if seg.contains('{') && seg.contains('}') {
+                match self.hosts[h].node(node).param {
+                    Some(p) => Some(p),
+                    None => self.new_param(h, node, Rule::Restored, false),
+                }
+            } else {
+                match self.hosts[h].find_literal(node, seg) {
+                    Some(c) => Some(c),
+                    None => self.new_literal(h, node, seg),
+                }
+            };
+            match next {
+                Some(c) => node = c,
+                None => {
+                    self.stats.node_limit += 1;
+                    overflow = true;
+                    break;
+                }
+            }
+        }
+        let id = self.route_at(h, node, overflow);
+        self.flush_retired();
+        id
+    }
+
     /// One entry per parameter of the route's template, in path order. For a route that
     /// merged away, the evidence of its successor; empty for one that split.
     pub fn evidence(&self, id: RouteId) -> Vec<ParamEvidence> {
@@ -1163,8 +1251,8 @@ impl Templater {
                 || n.literals.len() >= self.cfg.max_literal_children;
             match n.param {
                 Some(p) if to_param => node = p,
-                _ if host.live >= self.cfg.max_nodes_per_host => return n.overflow_route,
-                _ => return None,
+                // Off the known tree: the node's catch-all route if a bound made one here.
+                _ => return n.overflow_route,
             }
         }
         host.node(node).route
@@ -1191,6 +1279,7 @@ impl Templater {
             Rule::Distinct(_) | Rule::Similar(_) | Rule::Names(_) => self.stats.params_learned += 1,
             Rule::Forced(_) => self.stats.params_forced += 1,
             Rule::Spec => self.stats.params_spec += 1,
+            Rule::Restored => self.stats.params_restored += 1,
         }
         Some(p)
     }
@@ -1227,12 +1316,6 @@ impl Templater {
 
     // --- learning ----------------------------------------------------------------------------
 
-    /// Learning at `n`; a merge there cascades into the merged subtree
-    /// ([`Self::merge_into_param`]).
-    fn learn_subtree(&mut self, h: usize, n: u32) {
-        self.maybe_learn(h, n);
-    }
-
     /// The learning rule at one node; true when it merged names into a parameter.
     fn maybe_learn(&mut self, h: usize, n: u32) -> bool {
         let host = &self.hosts[h];
@@ -1264,8 +1347,14 @@ impl Templater {
             .copied()
             .filter(|&c| !matches!(self.class_of(h, c), Seg::Noun(_)))
             .collect();
+        // Values of a `type:generated` parameter here (names with digits) are names too.
+        let generated = node
+            .param
+            .and_then(|p| host.state(p))
+            .filter(|s| s.rule == Rule::Generated)
+            .map_or(0, |s| s.values.len());
         let min = self.cfg.min_distinct.min(self.cfg.min_distinct_similar);
-        if names.len() < min {
+        if names.is_empty() || names.len() + generated < min {
             return false;
         }
         // Recurring static siblings: hit far more often than the typical name.
@@ -1273,6 +1362,8 @@ impl Templater {
         hits.sort_unstable();
         let typical = u64::from(hits[hits.len() / 4]);
         let ratio = u64::from(self.cfg.static_hit_ratio);
+        // Merged once the evidence is there: every name and noun that does not recur more
+        // than the typical name (nouns are never evidence themselves).
         let usual: Vec<u32> = names
             .iter()
             .copied()
@@ -1282,14 +1373,8 @@ impl Templater {
             })
             .collect();
         let similar = self.cfg.min_distinct_similar;
-        // Values of a `type:generated` parameter here (names with digits) are names too.
-        let generated = node
-            .param
-            .and_then(|p| host.state(p))
-            .filter(|s| s.rule == Rule::Generated)
-            .map_or(0, |s| s.values.len());
         // Once the evidence is there, every usual name merges, not only the evidence.
-        let (rule, group) = if names.len() + generated >= self.cfg.min_distinct {
+        let (rule, group) = if usual.len() + generated >= self.cfg.min_distinct {
             (Rule::Distinct(self.cfg.min_distinct), usual)
         } else if n != ROOT && names.len() + generated >= similar {
             // Names sharing a continuation are values however often they are hit (a
@@ -1321,9 +1406,11 @@ impl Templater {
                     (Rule::Similar(similar), group)
                 }
                 _ => {
-                    let plain = usual
+                    let plain = names
                         .iter()
-                        .filter(|&&c| matches!(self.class_of(h, c), Seg::Name(_)))
+                        .filter(|&&c| {
+                            matches!(self.class_of(h, c), Seg::Name(_)) && usual.contains(&c)
+                        })
                         .count();
                     if plain + generated < similar {
                         return false;
@@ -1339,11 +1426,8 @@ impl Templater {
         true
     }
 
-    /// At each join check of an absorbing parameter (its parent's hits reached `join_at`),
-    /// the parameter matures (it now takes plain words too) and leftover literals beside it
-    /// join it: those that share a continuation with it, and names (not nouns) that are old
-    /// enough (half of `join_after_hits` of the parent's hits) and hit no more often than
-    /// three quarters of its values. Recurring static siblings, hit more, stay.
+    /// Every `join_every_hits` calls of a node whose parameter absorbs names, a join check
+    /// ([`Self::join_leftovers`], [`Self::extract_recurring`]) is queued for after the walk.
     fn check_join(&mut self, h: usize, n: u32) {
         let host = &self.hosts[h];
         let node = host.node(n);
@@ -1378,9 +1462,7 @@ impl Templater {
                 return false;
             }
             let x = host.node(c);
-            let usual = full
-                && !matches!(self.class_of(h, c), Seg::Noun(_))
-                && !self.recurring(x.hits, parent_hits.saturating_sub(x.born));
+            let usual = full && !self.recurring(x.hits, parent_hits.saturating_sub(x.born));
             usual || self.shares_continuation(h, c, p)
         };
         let lits = &host.node(parent).literals;
@@ -1424,17 +1506,19 @@ impl Templater {
     }
 
     /// A literal hit `hits` times in the `age` calls its parent has seen since it appeared
-    /// recurs unless it is old enough (`join_after_hits`) and took less than
+    /// recurs unless it is old enough (`static_min_age`) and took less than
     /// 1/`static_rate_div` of them.
     fn recurring(&self, hits: u32, age: u32) -> bool {
         age < self.cfg.static_min_age
             || u64::from(hits) * u64::from(self.cfg.static_rate_div) > u64::from(age)
     }
 
-    /// Plain-word values of a learnt parameter that turn out to recur (old enough, at least
-    /// `static_min_hits`, at least 1/`static_rate_div` of the parent's calls since first
-    /// seen) and were only ever the last segment are static siblings that arrived after the
-    /// parameter formed: each becomes a pinned literal again (`RouteChange::Extracted`).
+    /// Plain-word (or noun) values of an absorbing parameter seen at least `static_min_hits`
+    /// times, always as the last segment, where that was unlikely for a value of it (chance
+    /// below `extract_chance_percent`), are static siblings that arrived after the parameter
+    /// formed: each becomes a pinned literal again (`RouteChange::Extracted`). Where values
+    /// have no continuation (`/files/{name}`) a popular value and a static cannot be told
+    /// apart, and nothing is extracted.
     fn extract_recurring(&mut self, h: usize, p: u32) {
         let host = &self.hosts[h];
         let Some(node) = host.nodes.get(p as usize).filter(|x| x.alive) else {
@@ -1443,27 +1527,33 @@ impl Templater {
         let Some(st) = node.param_state.as_deref() else {
             return;
         };
-        if st.spec_label.is_some() || st.rule.typed() {
+        if st.spec_label.is_some() || !st.absorbing {
             return;
         }
         let parent = node.parent;
-        let parent_hits = host.node(parent).hits;
-        let div = u64::from(self.cfg.static_rate_div);
-        let recurs = |v: &&ValueStat| {
-            let age = parent_hits.saturating_sub(v.born);
-            v.word.is_some()
-                && v.leaf_only
-                && age >= self.cfg.static_min_age
-                && v.hits >= self.cfg.static_min_hits
-                && u64::from(v.hits) * div > u64::from(age)
+        // A value seen `k` times that never went further, where a share `q` of the other
+        // observations ended here, had a chance of `q^k`; below `extract_chance_percent` it
+        // is not one of them. (No allocation unless a value qualifies.)
+        let (all_hits, all_ended) = (node.hits, node.ended);
+        let limit = f64::from(self.cfg.extract_chance_percent) / 100.0;
+        let recurs = |v: &ValueStat| {
+            if v.word.is_none() || !v.leaf_only || v.hits < self.cfg.static_min_hits {
+                return false;
+            }
+            let others = all_hits.saturating_sub(v.hits);
+            if others < self.cfg.static_min_hits {
+                return false;
+            }
+            let q = f64::from(all_ended.saturating_sub(v.hits)) / f64::from(others);
+            q.min(1.0).powi(v.hits.min(1 << 20) as i32) < limit
         };
-        if !st.values.iter().any(|v| recurs(&v)) {
+        if !st.values.iter().any(recurs) {
             return;
         }
         let found: Vec<(Box<str>, u32, u32)> = st
             .values
             .iter()
-            .filter(recurs)
+            .filter(|v| recurs(v))
             .filter_map(|v| Some((v.word.clone()?, v.hits, v.born)))
             .collect();
         for (text, hits, born) in found {
@@ -1481,6 +1571,7 @@ impl Templater {
             let host = &mut self.hosts[h];
             let pn = host.node_mut(p);
             pn.hits = pn.hits.saturating_sub(hits);
+            pn.ended = pn.ended.saturating_sub(hits);
             let route = pn.route;
             if let Some(st) = pn.param_state.as_deref_mut() {
                 if let Ok(i) = st.find(fnv1a(text.as_bytes())) {
@@ -1516,8 +1607,9 @@ impl Templater {
             return false;
         }
         !node.param.is_some_and(|p| {
-            host.state(p)
-                .is_some_and(|s| s.rule.typed() || s.spec_label.is_some())
+            host.state(p).is_some_and(|s| {
+                s.rule.typed() || s.rule == Rule::Restored || s.spec_label.is_some()
+            })
         })
     }
 
@@ -1567,7 +1659,7 @@ impl Templater {
         }
         self.merge_into_param(h, n, &cands, rule);
         if let Some(p) = self.hosts[h].node(n).param {
-            self.learn_subtree(h, p);
+            self.maybe_learn(h, p);
         }
         self.flush_retired();
     }
@@ -1615,6 +1707,7 @@ impl Templater {
         {
             let d = host.node_mut(dst);
             d.hits = d.hits.saturating_add(s.hits);
+            d.ended = d.ended.saturating_add(s.ended);
         }
         if let Some(dst_state) = host.node_mut(dst).param_state.as_deref_mut() {
             match s.param_state.as_deref() {
@@ -1627,7 +1720,7 @@ impl Templater {
                         hits: s.hits,
                         born: s.born,
                         leaf_only: s.literals.is_empty() && s.param.is_none(),
-                        word: matches!(class, Seg::Word(_)),
+                        word: matches!(class, Seg::Word(_) | Seg::Noun(_)),
                     };
                     record_value(dst_state, v, cfg, &mut self.stats);
                 }
@@ -2107,12 +2200,13 @@ struct NewValue<'a> {
     word: bool,
 }
 
+/// Records `v`; answers the value's hits so far (0 when it is not tracked).
 fn record_value(
     st: &mut ParamState,
     v: NewValue<'_>,
     cfg: &TemplateConfig,
     stats: &mut TemplateStats,
-) {
+) -> u32 {
     let k = &mut st.kinds[kind_index(v.kind)];
     *k = k.saturating_add(u64::from(v.hits));
     let hash = fnv1a(v.raw.as_bytes());
@@ -2121,6 +2215,7 @@ fn record_value(
             let e = &mut st.values[i];
             e.hits = e.hits.saturating_add(v.hits);
             e.leaf_only &= v.leaf_only;
+            e.hits
         }
         Err(i) => {
             if st.values.len() < cfg.max_tracked_values {
@@ -2133,9 +2228,13 @@ fn record_value(
                 };
                 st.values.insert(i, stat);
                 add_sample(st, v.raw, v.kind, cfg, stats);
-            } else if !st.saturated {
-                st.saturated = true;
-                stats.distinct_saturated += 1;
+                v.hits
+            } else {
+                if !st.saturated {
+                    st.saturated = true;
+                    stats.distinct_saturated += 1;
+                }
+                0
             }
         }
     }
@@ -2411,827 +2510,793 @@ const RPC_VERBS: &[&str] = &[
     "write",
 ];
 
-/// Strong route words: self references, actions, views, orderings, authentication. They
+/// Core route words: self references and the views and actions that sit beside
+/// identifiers (`/users/me`, `/users/search`, `/products/featured`, `/orders/count`). They
 /// never become parameters (unless a bound forces it). Sorted at construction.
 const STRONG_WORDS: &[&str] = &[
-    // self references and aliases
-    "me",
-    "my",
-    "mine",
-    "self",
-    "current",
-    "own",
-    "whoami",
+    "2fa",
+    "add",
+    "aggregate",
+    "all",
     "anonymous",
-    // queries and views
-    "search",
-    "find",
-    "query",
-    "lookup",
-    "filter",
-    "filters",
-    "suggest",
-    "suggestions",
+    "authenticate",
+    "authorize",
     "autocomplete",
-    "typeahead",
+    "batch",
+    "best",
+    "bulk",
+    "callback",
+    "compare",
+    "confirm",
     "count",
     "counts",
-    "total",
-    "totals",
-    "stats",
-    "statistics",
-    "summary",
-    "overview",
-    "metrics",
-    "health",
-    "healthz",
-    "healthcheck",
-    "ready",
-    "readyz",
-    "livez",
-    "ping",
-    "status",
-    "info",
-    "version",
-    "versions",
-    "changelog",
-    "feed",
-    "timeline",
-    "history",
-    "activity",
-    "activities",
-    "aggregate",
-    "aggregations",
-    "facets",
-    "preview",
-    "details",
-    "detail",
-    "describe",
-    "explain",
-    "diff",
-    "compare",
-    // actions
-    "new",
     "create",
-    "edit",
-    "update",
+    "current",
     "delete",
-    "remove",
-    "add",
-    "list",
-    "all",
-    "batch",
-    "bulk",
-    "import",
+    "edit",
     "export",
-    "download",
-    "upload",
-    "sync",
-    "refresh",
-    "reset",
-    "verify",
-    "validate",
-    "validation",
-    "confirm",
-    "confirmation",
-    "approve",
-    "reject",
-    "cancel",
-    "archive",
-    "unarchive",
-    "restore",
-    "publish",
-    "unpublish",
-    "clone",
-    "copy",
-    "move",
-    "merge",
-    "submit",
-    "retry",
-    "resend",
-    "start",
-    "stop",
-    "pause",
-    "resume",
-    "enable",
-    "disable",
-    "activate",
-    "deactivate",
-    "lock",
-    "unlock",
-    "subscribe",
-    "unsubscribe",
-    "follow",
-    "unfollow",
-    "like",
-    "unlike",
-    "share",
-    "mute",
-    "unmute",
-    "block",
-    "unblock",
-    "invite",
-    "join",
-    "leave",
-    "accept",
-    "decline",
-    "assign",
-    "unassign",
-    "close",
-    "reopen",
-    "execute",
-    "run",
-    "trigger",
-    "schedule",
-    "estimate",
-    "calculate",
-    "quote",
-    "render",
-    "convert",
-    "generate",
-    "transfer",
-    "withdraw",
-    "deposit",
-    "pay",
-    "charge",
-    "refund",
-    "capture",
-    "authorize",
-    "void",
-    "redeem",
-    "apply",
-    "claim",
-    "track",
-    "tracking",
-    "checkout",
+    "featured",
+    "filter",
+    "filters",
+    "find",
+    "import",
+    "latest",
+    "list",
     "login",
     "logout",
+    "lookup",
+    "me",
+    "mfa",
+    "mine",
+    "my",
+    "nearby",
+    "new",
+    "newest",
+    "oauth",
+    "oauth2",
+    "oldest",
+    "otp",
+    "overview",
+    "own",
+    "popular",
+    "preview",
+    "query",
+    "random",
+    "recent",
+    "recommendations",
+    "recommended",
+    "refresh",
+    "register",
+    "related",
+    "remove",
+    "reset",
+    "revoke",
+    "search",
+    "self",
     "signin",
     "signout",
     "signup",
-    "register",
-    "registration",
-    "authenticate",
-    "authentication",
-    "token",
-    "tokens",
-    "revoke",
-    "introspect",
-    "callback",
-    "redirect",
-    "consent",
-    "oauth",
-    "oauth2",
-    "openid",
-    "sso",
-    "saml",
-    "mfa",
-    "2fa",
-    "otp",
-    "totp",
-    "password",
-    "passwords",
-    "forgot",
-    "recover",
-    "recovery",
-    "verification",
-    "rate",
-    "vote",
-    "ack",
-    "acknowledge",
-    "resolve",
-    "escalate",
-    // orderings and states
-    "featured",
-    "popular",
-    "trending",
-    "latest",
-    "newest",
-    "oldest",
-    "recent",
-    "top",
-    "best",
-    "bestsellers",
-    "hot",
-    "random",
-    "recommended",
-    "recommendations",
-    "related",
     "similar",
-    "upcoming",
-    "archived",
-    "active",
-    "inactive",
-    "pending",
-    "deleted",
-    "draft",
-    "drafts",
-    "published",
-    "public",
-    "private",
-    "shared",
-    "starred",
-    "favorites",
-    "favourites",
-    "saved",
-    "inbox",
-    "outbox",
-    "sent",
-    "unread",
-    "trash",
-    "spam",
-    "defaults",
-    "available",
-    "availability",
-    "nearby",
+    "sso",
+    "statistics",
+    "stats",
+    "suggest",
+    "suggestions",
+    "summary",
+    "sync",
     "today",
-    "tomorrow",
-    "yesterday",
-    "daily",
-    "weekly",
-    "monthly",
-    "yearly",
-    "hourly",
-    "first",
-    "last",
-    "next",
-    "previous",
-    "prev",
-    "sale",
-    "sales",
-    "deals",
-    "offers",
-    "clearance",
-    "online",
-    "open",
-    "closed",
-    "completed",
-    "failed",
-    "expired",
+    "token",
+    "top",
+    "total",
+    "totals",
+    "trending",
+    "typeahead",
+    "upcoming",
+    "update",
+    "validate",
+    "verify",
+    "whoami",
 ];
 
-/// Resource nouns: literal, and never evidence for a parameter, but one may join a
-/// parameter whose continuation it shares (a repository named `blog` under
-/// `/repos/{owner}/{repo}`). Common personal, product or repository names are deliberately
-/// absent. Sorted at construction.
+/// Resource and route nouns (`users`, `settings`, `history`, `blog`): literal, and never
+/// evidence for a parameter; one joins a parameter that formed from names only when it does
+/// not recur (or shares the parameter's continuation: a repository named `blog`), and is
+/// extracted again if it turns out to recur. Common personal, product or repository names
+/// are deliberately absent. Sorted at construction.
 const NOUN_WORDS: &[&str] = &[
-    "users",
-    "user",
-    "accounts",
+    ".well-known",
+    "about",
+    "accept",
     "account",
-    "profiles",
-    "profile",
-    "settings",
-    "preferences",
+    "accounts",
+    "accounts-payable",
+    "achievements",
+    "ack",
+    "acknowledge",
+    "actions",
+    "activate",
+    "active",
+    "activities",
+    "activity",
+    "add-ons",
+    "addons",
+    "address",
+    "addresses",
+    "admin",
+    "advisories",
+    "affiliates",
+    "aggregations",
+    "albums",
+    "alerts",
+    "analytics",
+    "answers",
+    "api",
+    "api-keys",
+    "api_keys",
+    "apikeys",
+    "apis",
+    "applications",
+    "apply",
+    "appointments",
+    "approve",
+    "apps",
+    "archive",
+    "archived",
+    "article",
+    "articles",
+    "artifacts",
+    "artists",
+    "assets",
+    "assign",
+    "attachment",
+    "attachments",
+    "attributes",
+    "audiences",
+    "audit",
+    "audits",
+    "auth",
+    "authentication",
+    "authors",
+    "availability",
+    "available",
+    "avatar",
+    "avatars",
+    "backups",
+    "badges",
+    "balance",
+    "balances",
+    "banks",
+    "batches",
+    "bestsellers",
+    "billing",
+    "blobs",
+    "block",
+    "blog",
+    "blogs",
+    "booking",
+    "bookings",
+    "bookmarks",
+    "books",
+    "bots",
+    "branch",
+    "branches",
+    "brands",
+    "buckets",
+    "budgets",
+    "build",
+    "builds",
+    "cache",
+    "calculate",
+    "calendar",
+    "calendars",
+    "calls",
+    "campaigns",
+    "cancel",
+    "capture",
+    "card",
+    "cards",
+    "cart",
+    "carts",
+    "catalog",
+    "catalogs",
+    "categories",
+    "category",
+    "cdn",
+    "certificates",
+    "certs",
+    "changelog",
+    "changes",
+    "channel",
+    "channels",
+    "chapters",
+    "charge",
+    "charges",
+    "charts",
+    "checkout",
+    "checks",
+    "cities",
+    "claim",
+    "claims",
+    "classes",
+    "clearance",
+    "client",
+    "clients",
+    "clone",
+    "close",
+    "closed",
+    "clusters",
+    "collaborators",
+    "collection",
+    "collections",
+    "commands",
+    "comment",
+    "comments",
+    "commit",
+    "commits",
+    "completed",
+    "compliance",
     "config",
-    "configuration",
     "configs",
-    "options",
+    "configuration",
+    "confirmation",
+    "connections",
+    "connectors",
+    "consent",
+    "consents",
+    "console",
+    "contact",
+    "contacts",
+    "content",
+    "contents",
+    "contributors",
+    "controls",
+    "conversation",
+    "conversations",
+    "convert",
+    "cookies",
+    "copy",
+    "countries",
+    "coupon",
+    "coupons",
+    "courses",
+    "credentials",
+    "currencies",
+    "customer",
+    "customers",
+    "daily",
+    "dashboard",
+    "dashboards",
+    "data",
+    "deactivate",
+    "deals",
+    "decline",
+    "defaults",
+    "deleted",
+    "deliveries",
+    "delivery",
+    "departments",
+    "dependencies",
+    "deploy",
+    "deployment",
+    "deployments",
+    "deposit",
+    "describe",
+    "destinations",
+    "detail",
+    "details",
+    "device",
+    "devices",
+    "diff",
+    "directory",
+    "disable",
+    "discounts",
+    "disputes",
+    "distributions",
+    "dns",
+    "docs",
+    "doctors",
+    "document",
+    "documentation",
+    "documents",
+    "domains",
+    "download",
+    "downloads",
+    "draft",
+    "drafts",
+    "drivers",
+    "edge",
+    "editors",
+    "emails",
+    "emoji",
+    "employees",
+    "enable",
+    "entries",
+    "environments",
+    "episodes",
+    "escalate",
+    "estimate",
+    "estimates",
+    "event",
+    "events",
+    "evidence",
+    "exchange",
+    "execute",
+    "expenses",
+    "experiments",
+    "expired",
+    "explain",
+    "exports",
+    "extensions",
+    "facets",
+    "failed",
+    "faq",
+    "favicon",
+    "favorites",
+    "favourites",
+    "feature-flags",
+    "features",
+    "feed",
+    "fields",
+    "file",
+    "files",
+    "findings",
+    "firewall",
+    "first",
+    "flags",
+    "fleet",
+    "folder",
+    "folders",
+    "follow",
+    "followers",
+    "following",
+    "forecast",
+    "forecasts",
+    "forgot",
+    "forks",
+    "forms",
+    "fraud",
+    "friends",
+    "fulfillment",
+    "fulfillments",
+    "games",
+    "gdpr",
+    "generate",
+    "gifs",
+    "gists",
+    "glossary",
+    "grades",
+    "graphiql",
+    "graphql",
+    "group",
+    "groups",
+    "headlines",
+    "health",
+    "healthcheck",
+    "healthz",
+    "help",
+    "history",
+    "holds",
+    "holidays",
+    "home",
+    "hooks",
+    "hot",
+    "hourly",
+    "identities",
+    "identity",
+    "image",
+    "images",
+    "imports",
+    "inactive",
+    "inbox",
+    "incidents",
+    "index",
+    "info",
+    "installations",
+    "instances",
+    "integrations",
+    "interactions",
+    "internal",
+    "introspect",
+    "invalidate",
+    "invalidations",
+    "inventory",
+    "invitations",
+    "invite",
+    "invoice",
+    "invoices",
+    "ip",
+    "ips",
+    "issue",
+    "issues",
+    "item",
+    "items",
+    "job",
+    "jobs",
+    "join",
+    "jwks",
+    "key",
+    "keys",
+    "kyc",
+    "labels",
+    "languages",
+    "last",
+    "leaderboard",
+    "leaderboards",
+    "leads",
+    "leave",
+    "ledger",
+    "legal",
+    "lessons",
+    "levels",
+    "libraries",
+    "library",
+    "licenses",
+    "like",
+    "likes",
+    "limits",
+    "links",
+    "lists",
+    "live",
+    "livez",
+    "loans",
+    "locales",
+    "location",
+    "locations",
+    "lock",
+    "log",
+    "logs",
+    "manifest",
+    "mappings",
+    "maps",
+    "marketplace",
+    "markets",
+    "matches",
+    "media",
+    "meetings",
     "members",
     "membership",
     "memberships",
-    "teams",
-    "team",
-    "groups",
-    "group",
-    "orgs",
+    "mentions",
+    "merchants",
+    "merge",
+    "message",
+    "messages",
+    "meta",
+    "metadata",
+    "metrics",
+    "milestones",
+    "modules",
+    "monitors",
+    "monthly",
+    "move",
+    "movies",
+    "mute",
+    "namespaces",
+    "networks",
+    "news",
+    "next",
+    "notes",
+    "notification",
+    "notifications",
+    "oauth-apps",
+    "objects",
+    "offers",
+    "offsets",
+    "oidc",
+    "onboarding",
+    "online",
+    "open",
+    "openapi",
+    "openid",
+    "openid-configuration",
+    "opportunities",
+    "options",
+    "order",
+    "orders",
     "org",
-    "organizations",
     "organization",
-    "roles",
-    "role",
+    "organizations",
+    "orgs",
+    "origins",
+    "outbox",
+    "packages",
+    "page",
+    "pages",
+    "partitions",
+    "partners",
+    "password",
+    "passwords",
+    "patients",
+    "pause",
+    "pay",
+    "payment",
+    "payments",
+    "payouts",
+    "payroll",
+    "pending",
     "permissions",
+    "phones",
+    "photo",
+    "photos",
+    "ping",
+    "pins",
+    "pipeline",
+    "pipelines",
+    "places",
+    "plan",
+    "plans",
+    "players",
+    "playground",
+    "playlists",
+    "plugins",
+    "points",
     "policies",
     "policy",
-    "sessions",
-    "session",
-    "keys",
-    "key",
-    "apikeys",
-    "api-keys",
-    "api_keys",
-    "credentials",
-    "secrets",
-    "certificates",
-    "certs",
-    "webhooks",
-    "webhook",
-    "events",
-    "event",
-    "notifications",
-    "notification",
-    "messages",
-    "message",
-    "conversations",
-    "conversation",
-    "threads",
-    "thread",
-    "comments",
-    "comment",
-    "replies",
-    "reply",
-    "posts",
-    "post",
-    "articles",
-    "article",
-    "pages",
-    "page",
-    "blogs",
-    "blog",
-    "tags",
-    "tag",
-    "categories",
-    "category",
-    "collections",
-    "collection",
-    "products",
-    "product",
-    "items",
-    "item",
-    "variants",
-    "inventory",
-    "stock",
-    "prices",
-    "price",
-    "pricing",
-    "plans",
-    "plan",
-    "subscriptions",
-    "subscription",
-    "orders",
-    "order",
-    "carts",
-    "cart",
-    "payments",
-    "payment",
-    "invoices",
-    "invoice",
-    "receipts",
-    "receipt",
-    "transactions",
-    "transaction",
-    "refunds",
-    "charges",
-    "customers",
-    "customer",
-    "addresses",
-    "address",
-    "shipping",
-    "shipments",
-    "shipment",
-    "deliveries",
-    "delivery",
-    "returns",
-    "reviews",
-    "review",
-    "ratings",
-    "rating",
-    "coupons",
-    "coupon",
-    "discounts",
-    "promotions",
-    "wishlist",
-    "wishlists",
-    "files",
-    "file",
-    "folders",
-    "folder",
-    "documents",
-    "document",
-    "images",
-    "image",
-    "photos",
-    "photo",
-    "videos",
-    "video",
-    "media",
-    "assets",
-    "attachments",
-    "attachment",
-    "uploads",
-    "downloads",
-    "avatars",
-    "avatar",
-    "thumbnails",
-    "thumbnail",
-    "projects",
-    "project",
-    "repos",
-    "repo",
-    "repositories",
-    "repository",
-    "issues",
-    "issue",
-    "pulls",
-    "pull",
-    "commits",
-    "commit",
-    "branches",
-    "branch",
-    "releases",
-    "release",
-    "tasks",
-    "task",
-    "jobs",
-    "job",
-    "builds",
-    "build",
-    "deployments",
-    "deployment",
-    "deploy",
-    "pipelines",
-    "pipeline",
-    "runs",
-    "workflows",
-    "workflow",
-    "logs",
-    "log",
-    "reports",
-    "report",
-    "audit",
-    "audits",
-    "analytics",
-    "dashboard",
-    "dashboards",
-    "charts",
-    "widgets",
-    "devices",
-    "device",
-    "locations",
-    "location",
-    "places",
-    "regions",
-    "countries",
-    "cities",
-    "languages",
-    "locales",
-    "currencies",
-    "contacts",
-    "contact",
-    "friends",
-    "followers",
-    "following",
-    "likes",
-    "mentions",
-    "bookmarks",
-    "lists",
-    "channels",
-    "channel",
-    "rooms",
-    "calendar",
-    "calendars",
-    "bookings",
-    "booking",
-    "reservations",
-    "appointments",
-    "tickets",
-    "ticket",
-    "support",
-    "help",
-    "faq",
-    "docs",
-    "documentation",
-    "terms",
-    "privacy",
-    "legal",
-    "about",
-    "home",
-    "index",
-    "static",
-    "api",
-    "apis",
-    "graphql",
-    "rest",
-    "rpc",
-    "admin",
-    "internal",
-    "system",
-    "service",
-    "services",
-    "resources",
-    "resource",
-    "schema",
-    "schemas",
-    "spec",
-    "openapi",
-    "swagger",
-    "metadata",
-    "meta",
-    "data",
-    "content",
-    "attributes",
-    "fields",
-    "properties",
-    "relationships",
-    "links",
-    "security",
-    "billing",
-    "usage",
-    "limits",
-    "quotas",
-    "integrations",
-    "apps",
-    "applications",
-    "clients",
-    "client",
-    "tenants",
-    "workspaces",
-    "workspace",
-    "environments",
-    "namespaces",
-    "clusters",
-    "instances",
-    "volumes",
-    "networks",
-    "buckets",
-    "objects",
-    "tables",
-    "records",
-    "entries",
-    "exports",
-    "imports",
-    "backups",
-    "snapshots",
-    "templates",
-    "template",
-    "changes",
-    "labels",
-    "milestones",
-    "contributors",
-    "collaborators",
-    "stargazers",
-    "forks",
-    "hooks",
-    "keys",
-    "gists",
-    "notes",
-    "snippets",
-    "wiki",
-    "contents",
-    "trees",
-    "blobs",
-    "refs",
-    "compare",
-    "statuses",
-    "checks",
-    "actions",
-    "artifacts",
-    "secrets",
-    "variables",
-    "environments",
-    "invitations",
-    "emails",
-    "phones",
-    "social",
-    "auth",
-    "oidc",
-    "jwks",
-    "well-known",
-    ".well-known",
-    "openid-configuration",
-    "manifest",
-    "robots",
-    "sitemap",
-    "favicon",
-    "graphiql",
-    "console",
-    "playground",
-    "batches",
-    "queue",
-    "queues",
-    "topics",
-    "subscriptions",
-    "streams",
-    "partitions",
-    "offsets",
-    "segments",
-    "audiences",
-    "campaigns",
-    "experiments",
-    "flags",
-    "features",
-    "feature-flags",
-    "toggles",
-    "rules",
-    "alerts",
-    "incidents",
-    "monitors",
-    "checks",
-    "uptime",
-    "traces",
-    "spans",
-    "sources",
-    "destinations",
-    "connections",
-    "connectors",
-    "mappings",
-    "catalog",
-    "catalogs",
-    "brands",
-    "stores",
-    "shops",
-    "merchants",
-    "vendors",
-    "suppliers",
-    "warehouses",
-    "fulfillments",
-    "fulfillment",
-    "quotes",
-    "estimates",
-    "budgets",
-    "expenses",
-    "accounts-payable",
-    "ledger",
-    "balances",
-    "balance",
-    "payouts",
-    "transfers",
-    "disputes",
-    "wallets",
-    "wallet",
-    "cards",
-    "card",
-    "banks",
-    "loans",
-    "rates",
-    "exchange",
-    "markets",
-    "quotes",
-    "tickers",
-    "trades",
-    "positions",
+    "polls",
     "portfolio",
     "portfolios",
+    "ports",
+    "positions",
+    "post",
+    "posts",
+    "preferences",
+    "prescriptions",
+    "presence",
+    "prev",
+    "previous",
+    "price",
+    "prices",
+    "pricing",
+    "privacy",
+    "private",
+    "product",
+    "products",
+    "profile",
+    "profiles",
+    "project",
+    "projects",
+    "promotions",
+    "properties",
+    "providers",
+    "proxies",
+    "public",
+    "publish",
+    "published",
+    "publishers",
+    "pull",
+    "pulls",
+    "purge",
+    "push",
+    "questions",
+    "queue",
+    "queues",
+    "quotas",
+    "quote",
+    "quotes",
+    "rate",
+    "rates",
+    "rating",
+    "ratings",
+    "reactions",
+    "ready",
+    "readyz",
+    "receipt",
+    "receipts",
+    "records",
+    "recover",
+    "recovery",
+    "redeem",
+    "redirect",
+    "referrals",
+    "refs",
+    "refund",
+    "refunds",
+    "regions",
+    "registration",
+    "reject",
+    "relationships",
+    "release",
+    "releases",
+    "render",
+    "renditions",
+    "reopen",
+    "replies",
+    "reply",
+    "repo",
+    "report",
+    "reports",
+    "repos",
+    "repositories",
+    "repository",
+    "resend",
+    "reservations",
+    "resolve",
+    "resource",
+    "resources",
+    "responses",
+    "rest",
+    "restore",
+    "results",
+    "resume",
+    "retry",
+    "returns",
+    "review",
+    "reviews",
+    "rewards",
+    "rides",
+    "risk",
+    "robots",
+    "role",
+    "roles",
+    "rooms",
+    "routes",
+    "rpc",
+    "rules",
+    "run",
+    "runs",
+    "sale",
+    "sales",
+    "saml",
+    "saved",
+    "scans",
+    "schedule",
+    "schedules",
+    "schema",
+    "schemas",
+    "scores",
+    "search-results",
+    "secrets",
+    "sections",
+    "security",
+    "segments",
+    "sent",
+    "service",
+    "services",
+    "session",
+    "sessions",
+    "settings",
+    "share",
+    "shared",
+    "shipment",
+    "shipments",
+    "shipping",
+    "shops",
+    "shows",
+    "sitemap",
+    "slash",
+    "sms",
+    "snapshots",
+    "snippets",
+    "social",
+    "sources",
+    "spam",
+    "spans",
+    "spec",
+    "stages",
+    "stargazers",
+    "starred",
+    "start",
+    "static",
+    "stations",
+    "status",
+    "statuses",
+    "stickers",
+    "stock",
+    "stop",
+    "stops",
+    "stores",
+    "stories",
+    "stream",
+    "streams",
+    "strings",
+    "students",
+    "submissions",
+    "submit",
+    "subscribe",
+    "subscription",
+    "subscriptions",
+    "suppliers",
+    "support",
+    "surveys",
+    "swagger",
+    "system",
+    "tables",
+    "tag",
+    "tags",
+    "task",
+    "tasks",
+    "teachers",
+    "team",
+    "teams",
+    "template",
+    "templates",
+    "tenants",
+    "terms",
+    "terms-of-service",
+    "thread",
+    "threads",
+    "thumbnail",
+    "thumbnails",
+    "tickers",
+    "ticket",
+    "tickets",
+    "timeline",
+    "timesheets",
+    "toggles",
+    "tokens",
+    "tomorrow",
+    "topics",
+    "totp",
+    "traces",
+    "track",
+    "tracking",
+    "tracks",
+    "trades",
+    "transaction",
+    "transactions",
+    "transcode",
+    "transfer",
+    "transfers",
+    "translations",
+    "trash",
+    "trees",
+    "trigger",
+    "trips",
+    "typing",
+    "unarchive",
+    "unassign",
+    "unblock",
+    "unfollow",
+    "unlike",
+    "unlock",
+    "unmute",
+    "unpublish",
+    "unread",
+    "unsubscribe",
+    "upload",
+    "uploads",
+    "uptime",
+    "usage",
+    "user",
+    "users",
+    "validation",
+    "variables",
+    "variants",
+    "vehicles",
+    "vendors",
+    "verification",
+    "verifications",
+    "version",
+    "versions",
+    "video",
+    "videos",
+    "vod",
+    "void",
+    "volumes",
+    "vote",
+    "vulnerabilities",
+    "wallet",
+    "wallets",
+    "warehouses",
     "watchlist",
     "watchlists",
-    "courses",
-    "lessons",
-    "students",
-    "teachers",
-    "classes",
-    "grades",
-    "patients",
-    "doctors",
-    "prescriptions",
-    "claims",
-    "providers",
-    "members",
-    "employees",
-    "departments",
-    "positions",
-    "payroll",
-    "timesheets",
-    "leave",
-    "holidays",
-    "tracks",
-    "albums",
-    "artists",
-    "playlists",
-    "episodes",
-    "shows",
-    "movies",
-    "games",
-    "matches",
-    "players",
-    "scores",
-    "leaderboard",
-    "leaderboards",
-    "achievements",
-    "rewards",
-    "points",
-    "badges",
-    "levels",
-    "maps",
-    "routes",
-    "trips",
-    "rides",
-    "drivers",
-    "vehicles",
-    "fleet",
-    "stops",
-    "stations",
-    "schedules",
     "weather",
-    "forecast",
-    "forecasts",
-    "alerts",
-    "news",
-    "stories",
-    "headlines",
-    "sections",
-    "topics",
-    "authors",
-    "editors",
-    "publishers",
-    "books",
-    "chapters",
-    "library",
-    "libraries",
-    "loans",
-    "holds",
-    "search-results",
-    "results",
-    "answers",
-    "questions",
-    "polls",
-    "surveys",
-    "responses",
-    "forms",
-    "submissions",
-    "uploads",
-    "exports",
-    "translations",
-    "strings",
-    "glossary",
-    "terms-of-service",
-    "cookies",
-    "consents",
-    "gdpr",
-    "compliance",
-    "risk",
-    "fraud",
-    "kyc",
-    "verifications",
-    "identity",
-    "identities",
-    "directory",
-    "domains",
-    "dns",
-    "certificates",
+    "webhook",
+    "webhooks",
+    "weekly",
+    "well-known",
+    "widgets",
+    "wiki",
+    "wishlist",
+    "wishlists",
+    "withdraw",
+    "workflow",
+    "workflows",
+    "workspace",
+    "workspaces",
+    "yearly",
+    "yesterday",
     "zones",
-    "firewall",
-    "ips",
-    "ip",
-    "ports",
-    "proxies",
-    "cache",
-    "purge",
-    "invalidate",
-    "invalidations",
-    "distributions",
-    "origins",
-    "edge",
-    "cdn",
-    "thumbnails",
-    "variants",
-    "renditions",
-    "transcode",
-    "stream",
-    "live",
-    "vod",
-    "channels",
-    "presence",
-    "typing",
-    "reactions",
-    "emoji",
-    "stickers",
-    "gifs",
-    "pins",
-    "bots",
-    "commands",
-    "interactions",
-    "slash",
-    "oauth-apps",
-    "installations",
-    "marketplace",
-    "plugins",
-    "extensions",
-    "addons",
-    "add-ons",
-    "modules",
-    "packages",
-    "dependencies",
-    "licenses",
-    "vulnerabilities",
-    "advisories",
-    "scans",
-    "findings",
-    "policies",
-    "controls",
-    "evidence",
-    "signup",
-    "onboarding",
-    "invite",
-    "referrals",
-    "affiliates",
-    "partners",
-    "leads",
-    "opportunities",
-    "deals",
-    "pipelines",
-    "stages",
-    "activities",
-    "calls",
-    "meetings",
-    "emails",
-    "sms",
-    "push",
-    "devices",
-    "tokens",
-    "sessions",
-    "logs",
-    "metrics",
-    "usage",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3571,16 +3636,14 @@ mod tests {
     #[test]
     fn many_distinct_names_merge_on_count() {
         let mut t = t();
-        let names = [
-            "anna", "bert", "cleo", "dirk", "emma", "finn", "gwen", "hugo",
-        ];
-        for n in &names[..7] {
+        let names = ["anna", "bert", "cleo", "dirk", "emma", "finn"];
+        for n in &names[..5] {
             assert_eq!(obs(&mut t, &format!("/u/{n}")), format!("/u/{n}"));
         }
-        assert_eq!(obs(&mut t, "/u/hugo"), "/u/{id}");
+        assert_eq!(obs(&mut t, "/u/finn"), "/u/{id}");
         let ev = t.evidence(t.lookup(H, "/u/anna").unwrap());
-        assert_eq!(ev[0].rule, "learned:distinct>=8");
-        assert_eq!(ev[0].distinct, 8);
+        assert_eq!(ev[0].rule, "learned:distinct>=6");
+        assert_eq!(ev[0].distinct, 6);
         assert_eq!(ev[0].samples.len(), 5);
     }
 
@@ -3663,7 +3726,11 @@ mod tests {
         for r in ["linux", "cargo", "tokio"] {
             obs(&mut t, &format!("/r/{r}/issues"));
         }
-        assert_eq!(obs(&mut t, "/r/blog"), "/r/blog", "alone, a noun is a route");
+        assert_eq!(
+            obs(&mut t, "/r/blog"),
+            "/r/blog",
+            "alone, a noun is a route"
+        );
         assert_eq!(obs(&mut t, "/r/blog/issues"), "/r/{id}/issues");
         assert_eq!(now(&t, "/r/blog/issues").unwrap(), "/r/{id}/issues");
         // A strong route word never does.
@@ -3674,7 +3741,13 @@ mod tests {
     fn compound_route_names_led_by_a_view_word_stay_literal() {
         let t = t();
         let c = |s: &str| classify_segment(s, &t.vocab, &t.cfg);
-        for w in ["new-arrivals", "top-rated", "best_sellers", "most-popular", "on-sale"] {
+        for w in [
+            "new-arrivals",
+            "top-rated",
+            "best_sellers",
+            "most-popular",
+            "on-sale",
+        ] {
             assert!(matches!(c(w), Seg::Noun(_)), "{w}");
         }
         for w in ["red-shoe", "newton", "topaz-ring", "alpha_wolf"] {
@@ -3688,6 +3761,8 @@ mod tests {
         assert_eq!(obs(&mut t, "/slugs/red-shoe-12"), "/slugs/{id}");
         assert_eq!(obs(&mut t, "/slugs/blue-hat-7"), "/slugs/{id}");
         assert_eq!(obs(&mut t, "/slugs/green-scarf"), "/slugs/green-scarf");
+        // Two names with digits and one plain name are not evidence yet; a third is.
+        assert_eq!(obs(&mut t, "/slugs/grey-coat-31"), "/slugs/{id}");
         assert_eq!(obs(&mut t, "/slugs/black-boot"), "/slugs/{id}");
         assert_eq!(now(&t, "/slugs/green-scarf").unwrap(), "/slugs/{id}");
         let ev = t.evidence(t.lookup(H, "/slugs/x-1").unwrap());
@@ -3708,8 +3783,8 @@ mod tests {
             let v = next_name().replace(|c: char| c.is_ascii_digit(), "q");
             obs(&mut t, &format!("/goods/{v}/reviews"));
         }
-        let p = t.lookup(H, "/goods/anything").map(|id| t.template(id).to_owned());
-        assert_eq!(p.as_deref(), Some("/goods/{id}"));
+        let p = now(&t, "/goods/anything/reviews");
+        assert_eq!(p.as_deref(), Some("/goods/{id}/reviews"));
         // ... then `clearout` (not a route word) arrives, is absorbed, and recurs.
         let first = obs(&mut t, "/goods/clearout");
         assert_eq!(first, "/goods/{id}", "at first sight it is a value");
@@ -3722,7 +3797,9 @@ mod tests {
         assert_eq!(t.stats().values_extracted, 1);
         let changes = t.drain_changes();
         assert!(
-            changes.iter().any(|c| matches!(c, RouteChange::Extracted { .. })),
+            changes
+                .iter()
+                .any(|c| matches!(c, RouteChange::Extracted { .. })),
             "{changes:?}"
         );
         // Pinned: it stays literal.
@@ -3823,6 +3900,33 @@ mod tests {
         let ev = t.evidence(new);
         assert_eq!(ev[0].rule, "type:integer");
         assert_eq!(ev[0].also, ["spec"]);
+    }
+
+    #[test]
+    fn restored_templates_come_back_without_pinning() {
+        let mut t = t();
+        let a = t.restore_template(H, "/users/{id}");
+        let b = t.restore_template(H, "/users/{user_id}/orders/{id}");
+        let c = t.restore_template(H, "/repos/{repo_id}/{id}/issues");
+        let d = t.restore_template(H, "/a/b/{*rest}");
+        assert_eq!(t.template(a), "/users/{id}");
+        assert_eq!(t.template(b), "/users/{user_id}/orders/{id}");
+        assert_eq!(t.template(d), "/a/b/{*rest}");
+        assert_eq!(t.observe(H, "/users/42"), a);
+        assert_eq!(t.observe(H, "/users/7/orders/1"), b);
+        // Restored parameters wait for evidence before taking names ...
+        assert_eq!(obs(&mut t, "/users/me"), "/users/me");
+        assert_eq!(
+            obs(&mut t, "/repos/alpha/beta/issues"),
+            "/repos/alpha/beta/issues"
+        );
+        // ... and learning can still merge names into them.
+        for (o, r) in [("gamma", "eps"), ("delta", "zeta")] {
+            obs(&mut t, &format!("/repos/{o}/{r}/issues"));
+        }
+        assert_eq!(t.observe(H, "/repos/omega/theta/issues"), c);
+        assert_eq!(t.evidence(a)[0].rule, "restored");
+        assert_eq!(t.stats().params_restored, 4);
     }
 
     // --- evidence ---------------------------------------------------------------------------
@@ -4069,10 +4173,13 @@ mod tests {
             let _ = t.lookup(host, &garbage_path(&mut r));
             // What observe just answered, lookup answers too (nothing learnt in between).
             let again = t.lookup(host, &p);
-            assert!(again.is_some(), "{p:?}");
+            assert!(again.is_some(), "{p:?} observed as {}", t.template(id));
             assert_eq!(t.resolve(id), again.and_then(|a| t.resolve(a)), "{p:?}");
             if i % 7 == 0 {
                 t.add_spec_template(host, &p);
+            }
+            if i % 11 == 0 {
+                t.restore_template(host, &garbage_path(&mut r));
             }
             if i % 1000 == 0 {
                 t.check_invariants();

@@ -58,6 +58,8 @@ fn observe_on_known_routes_does_not_allocate() {
         paths.push(format!("/users/{i}/orders/{}", i * 7));
         paths.push(format!("/users/{i}"));
         paths.push(format!("/people/n{}x/repos", i % 40));
+        // A recurring static beside a learnt parameter: the periodic join checks scan it.
+        paths.push("/people/lookout".to_owned());
         paths.push("/users/me".to_owned());
         paths.push(format!("/files/report-{i}.pdf"));
     }
@@ -71,6 +73,7 @@ fn observe_on_known_routes_does_not_allocate() {
         fresh.push(format!("/users/{i}/orders/{}?page=2", i * 3));
         fresh.push(format!("/users/{i}/"));
         fresh.push(format!("/people/n{}x/repos", i % 40));
+        fresh.push("/people/lookout".to_owned());
         fresh.push("/users/me".to_owned());
         fresh.push(format!("/files/report-{i}.pdf"));
     }
@@ -86,5 +89,9 @@ fn observe_on_known_routes_does_not_allocate() {
     assert!(sum > 0);
     let after = t.stats();
     assert_eq!(after.routes_created, before.routes_created, "no new routes");
+    let id = t.lookup(H, "/people/lookout").expect("known");
+    assert_eq!(t.template(id), "/people/lookout");
+    let id = t.lookup(H, "/people/n3x/repos").expect("known");
+    assert_eq!(t.template(id), "/people/{id}/repos");
     assert_eq!(n, 0, "observe/lookup allocated {n} times on known routes");
 }
