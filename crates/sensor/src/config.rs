@@ -334,6 +334,28 @@ mod tests {
         assert_eq!(format!("{:?}", c.live), format!("{:?}", d.live));
         assert_eq!(format!("{:?}", c.http), format!("{:?}", d.http));
         assert_eq!(format!("{:?}", c.output), format!("{:?}", d.output));
+        assert_eq!(format!("{:?}", c.inventory), format!("{:?}", d.inventory));
+        assert_eq!(format!("{:?}", c.state), format!("{:?}", d.state));
+        assert!(c.specs.is_empty());
+    }
+
+    #[test]
+    fn spec_entries_and_nested_inventory_sections_parse() {
+        let c = parse(
+            "[[spec]]\nfile = \"a.yaml\"\nhosts = [\"api.example.com\"]\n[[spec]]\nfile = \"b.json\"\n[inventory.templates]\nmin_distinct = 9\n",
+        )
+        .unwrap();
+        assert_eq!(c.specs.len(), 2);
+        assert_eq!(c.specs[0].hosts, ["api.example.com"]);
+        assert_eq!(c.inventory.templates.min_distinct, 9);
+        let errs =
+            parse("[inventory]\nlatency_sigfig = 7\n[inventory.templates]\nmin_distinct = 1\n")
+                .unwrap_err();
+        let all = errs.join("\n");
+        assert!(
+            all.contains("latency_sigfig") && all.contains("min_distinct"),
+            "{all}"
+        );
     }
 
     #[test]
