@@ -22,14 +22,16 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use apiscope_capture::{Endpoint as SocketAddr, Timestamp};
-use apiscope_http::Call;
+use apiscope_http::{Anomalies, Call};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::{self, AuthScheme, RequestAuth};
 use crate::graphql::{self, GraphqlConfig, GraphqlStats};
+use crate::keyed::KeyedHasher;
 use crate::params::{ContentType, ParamConfig, ParamSet, ParamStats};
+use crate::principal::{principal_of, Principal};
 use crate::schema::{self, Schema, SchemaConfig, SchemaStats};
 use crate::sensitive::{Scanner, SensitiveConfig};
 use crate::spec::{SpecMatch, SpecSet};
@@ -111,6 +113,34 @@ pub fn normalize_host(host: Option<&str>, server: SocketAddr) -> String {
     server.to_string()
 }
 
+/// The first address of an `X-Forwarded-For` list (an IPv4 or IPv6 address, optionally with a
+/// port or in brackets).
+fn first_forwarded(v: &[u8]) -> Option<IpAddr> {
+    let first = std::str::from_utf8(v).ok()?.split(',').next()?.trim();
+    parse_addr(first)
+}
+
+/// The first `for=` of a `Forwarded` header (RFC 7239).
+fn forwarded_for(v: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(v).ok()?;
+    s.split([',', ';']).find_map(|part| {
+        let (k, val) = part.trim().split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("for")
+            .then(|| parse_addr(val.trim().trim_matches('"')))?
+    })
+}
+
+fn parse_addr(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    s.rsplit_once(':').and_then(|(a, _)| a.parse().ok())
+}
+
 /// Common media types, shared rather than allocated for every call.
 const MEDIA_TYPES: &[&str] = &[
     "application/json",
@@ -169,6 +199,13 @@ pub struct CallFacts {
     pub req_type: Option<Cow<'static, str>>,
     pub resp_type: Option<Cow<'static, str>>,
     pub boundary: Option<String>,
+    /// Everything odd the HTTP stage saw in the call (ambiguous framing, ...).
+    pub anomalies: Anomalies,
+    /// The first address of `X-Forwarded-For` (or `Forwarded: for=`): the client behind a
+    /// proxy or load balancer, when the request says so.
+    pub forwarded_for: Option<IpAddr>,
+    /// Who made the call, as a keyed hash of its credentials (see [`crate::principal`]).
+    pub principal: Option<Principal>,
     pub body: Option<Box<BodyFacts>>,
 }
 
@@ -181,6 +218,7 @@ impl CallFacts {
         client: SocketAddr,
         server: SocketAddr,
         sample_bodies: bool,
+        hasher: &KeyedHasher,
     ) -> CallFacts {
         let req = &call.request;
         let resp = call.response.as_ref();
@@ -204,12 +242,20 @@ impl CallFacts {
             .and_then(|r| r.header("content-type"))
             .and_then(ContentType::from_bytes)
             .map(|c| media_type(c.media_type()));
-        let auth = auth::classify_request(
-            req.headers
-                .iter()
-                .map(|h| (h.name.as_str(), h.value.as_slice())),
-            req.query(),
-        );
+        let headers = req
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_slice()));
+        let auth = auth::classify_request(headers.clone(), req.query());
+        let principal = if auth.is_empty() {
+            None
+        } else {
+            principal_of(headers, req.query(), hasher)
+        };
+        let forwarded_for = req
+            .header("x-forwarded-for")
+            .and_then(first_forwarded)
+            .or_else(|| req.header("forwarded").and_then(forwarded_for));
         let mut facts = CallFacts {
             ts: req.ts,
             latency_us: resp.map(|r| r.ts.saturating_since(req.ts).as_micros()),
@@ -226,6 +272,9 @@ impl CallFacts {
             req_type,
             resp_type,
             boundary,
+            anomalies: call.anomalies,
+            forwarded_for,
+            principal,
             body: None,
         };
         // The call's line is written before this: its method and target can move, not copy.
@@ -407,6 +456,9 @@ pub struct EndpointEntry {
     pub resp_schemas: BTreeMap<String, Schema>,
     pub graphql: Tally,
     pub sensitive: BTreeMap<SensitivePlace, u64>,
+    /// The (kind, location) places found in the last call counted here (for the detectors;
+    /// kinds and places only).
+    pub last_call_sensitive: Vec<(&'static str, String)>,
     pub body_samples: u64,
     pub in_spec: Option<bool>,
     pub deprecated: bool,
@@ -445,6 +497,7 @@ impl EndpointEntry {
             resp_schemas: BTreeMap::new(),
             graphql: Tally::default(),
             sensitive: BTreeMap::new(),
+            last_call_sensitive: Vec::new(),
             body_samples: 0,
             in_spec: None,
             deprecated: false,
@@ -724,6 +777,49 @@ fn merge_schema(
     }
 }
 
+/// What [`Inventory::observe`] learnt of one call beyond the endpoint's statistics: the
+/// detectors' view of it. Values here (path parameters) live for one call and are never
+/// stored.
+#[derive(Debug, Default)]
+pub struct CallNotes {
+    /// The endpoint the call was counted under (see [`Inventory::endpoint_at`]).
+    pub endpoint: Option<u32>,
+    /// The call got a 404 on a path that matches no known route.
+    pub unmatched_404: bool,
+    /// (parameter name, value as sent) for each parameter of the endpoint's template.
+    pub path_params: Vec<(String, String)>,
+}
+
+impl CallNotes {
+    fn clear(&mut self) {
+        self.endpoint = None;
+        self.unmatched_404 = false;
+        self.path_params.clear();
+    }
+}
+
+/// Pairs the `{name}` segments of `template` with the segments of `path`.
+fn path_params(template: &str, path: &str, out: &mut Vec<(String, String)>) {
+    out.clear();
+    let mut segs = path.split('/');
+    for t in template.split('/') {
+        let Some(p) = segs.next() else { break };
+        if let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+            if let Some(rest) = name.strip_prefix('*') {
+                // A catch-all takes the rest of the path.
+                let mut v = p.to_owned();
+                for more in segs.by_ref() {
+                    v.push('/');
+                    v.push_str(more);
+                }
+                out.push((rest.to_owned(), v));
+                break;
+            }
+            out.push((name.to_owned(), p.to_owned()));
+        }
+    }
+}
+
 /// One host.
 #[derive(Debug, Clone)]
 pub struct HostEntry {
@@ -766,6 +862,7 @@ pub struct Inventory {
     live_endpoints: usize,
     /// Ids of endpoints folded into others since [`Inventory::take_changed`] last ran.
     removed: Vec<String>,
+    notes: CallNotes,
     pub stats: InventoryStats,
 }
 
@@ -789,6 +886,7 @@ impl Inventory {
             by_route: FxHashMap::default(),
             live_endpoints: 0,
             removed: Vec::new(),
+            notes: CallNotes::default(),
             stats: InventoryStats::default(),
         }
     }
@@ -799,7 +897,8 @@ impl Inventory {
 
     /// Counts one call; returns the label of the endpoint it was counted under, or `None`
     /// when it was not (an unmatched 404, or a bound).
-    pub fn observe(&mut self, f: CallFacts) -> Option<&str> {
+    pub fn observe(&mut self, f: &mut CallFacts) -> Option<&str> {
+        self.notes.clear();
         self.stats.calls += 1;
         let host = self.host(&f.host)?;
         {
@@ -816,6 +915,7 @@ impl Inventory {
                 None => {
                     self.hosts[host as usize].unmatched_404 += 1;
                     self.stats.unmatched_404 += 1;
+                    self.notes.unmatched_404 = true;
                     return None;
                 }
             }
@@ -827,15 +927,34 @@ impl Inventory {
         }
         let ep = self.endpoint(host, &f.method, route)?;
         self.stats.calls_counted += 1;
+        self.notes.endpoint = Some(ep);
         let Inventory {
             parts,
             endpoints,
             stats,
+            notes,
             ..
         } = self;
         let e = endpoints[ep as usize].as_mut().expect("live endpoint");
+        path_params(&e.path, f.path(), &mut notes.path_params);
+        e.last_call_sensitive.clear();
         update(e, f, parts, stats);
         Some(e.label.as_str())
+    }
+
+    /// What the last [`Inventory::observe`] learnt of its call, for the detectors.
+    pub fn notes(&self) -> &CallNotes {
+        &self.notes
+    }
+
+    /// The endpoint at `index` (as in [`CallNotes::endpoint`]), if it is still live.
+    pub fn endpoint_at(&self, index: u32) -> Option<&EndpointEntry> {
+        self.endpoints.get(index as usize)?.as_ref()
+    }
+
+    /// The specs the inventory compares traffic with.
+    pub fn specs(&self) -> Option<&SpecSet> {
+        self.specs.as_ref()
     }
 
     fn host(&mut self, name: &str) -> Option<u32> {
@@ -1174,7 +1293,7 @@ pub fn auth_label(s: &AuthScheme) -> String {
 }
 
 /// Updates endpoint `e` with the call `f`.
-fn update(e: &mut EndpointEntry, mut f: CallFacts, parts: &mut Parts, stats: &mut InventoryStats) {
+fn update(e: &mut EndpointEntry, f: &mut CallFacts, parts: &mut Parts, stats: &mut InventoryStats) {
     let cfg = &parts.cfg;
     e.calls += 1;
     e.changed = true;
@@ -1237,7 +1356,7 @@ fn update(e: &mut EndpointEntry, mut f: CallFacts, parts: &mut Parts, stats: &mu
     if let Some(b) = f.body.take() {
         e.body_samples += 1;
         stats.bodies_analysed += 1;
-        analyse_bodies(e, &f, &b, parts, stats);
+        analyse_bodies(e, f, &b, parts, stats);
     }
 }
 
@@ -1270,12 +1389,15 @@ fn status_text(s: u16, buf: &mut [u8; 5]) -> usize {
 
 fn add_sensitive(
     e: &mut EndpointEntry,
-    kind: &str,
+    kind: &'static str,
     location: &str,
     cfg: &InventoryConfig,
     stats: &mut InventoryStats,
 ) {
     stats.sensitive_hits += 1;
+    if e.last_call_sensitive.len() < cfg.max_tally_keys {
+        e.last_call_sensitive.push((kind, location.to_owned()));
+    }
     let place = SensitivePlace {
         kind: kind.to_owned(),
         location: location.to_owned(),
@@ -1515,8 +1637,15 @@ mod tests {
     }
 
     fn feed(inv: &mut Inventory, mut c: Call, client: &str) -> Option<String> {
-        let f = CallFacts::extract(&mut c, ep(client), ep("10.0.0.1:80"), true);
-        inv.observe(f).map(str::to_owned)
+        let f = CallFacts::extract(
+            &mut c,
+            ep(client),
+            ep("10.0.0.1:80"),
+            true,
+            &KeyedHasher::new(&[0; 32]),
+        );
+        let mut f = f;
+        inv.observe(&mut f).map(str::to_owned)
     }
 
     fn host(h: &str) -> Vec<(&str, &str)> {
@@ -1822,6 +1951,50 @@ mod tests {
         bad.json = "{\"state\": {\"calls\": \"many\"}}".into();
         let mut c = Inventory::new(InventoryConfig::default(), None);
         assert_eq!(c.restore(&[bad]), 1);
+    }
+
+    #[test]
+    fn notes_tell_detectors_what_the_call_carried() {
+        let mut inv = Inventory::new(InventoryConfig::default(), None);
+        let mut c = call(
+            0,
+            "GET /users/42/orders/7?email=bob%40example.com",
+            &[
+                ("Host", "a.example"),
+                ("X-Forwarded-For", "203.0.113.9, 10.0.0.2"),
+                ("Authorization", "Basic YWxpY2U6czNjcmV0"),
+            ],
+            200,
+            None,
+            b"",
+        );
+        let h = KeyedHasher::new(&[0; 32]);
+        let mut f = CallFacts::extract(&mut c, ep("10.0.0.2:5000"), ep("10.0.0.1:80"), false, &h);
+        assert_eq!(f.forwarded_for, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(
+            f.principal.map(|p| p.kind),
+            Some(crate::principal::PrincipalKind::BasicUser)
+        );
+        let label = inv.observe(&mut f).map(str::to_owned);
+        assert_eq!(
+            label.as_deref(),
+            Some("GET a.example /users/{user_id}/orders/{id}")
+        );
+        let n = inv.notes();
+        assert_eq!(
+            n.path_params,
+            [
+                ("user_id".to_owned(), "42".to_owned()),
+                ("id".to_owned(), "7".to_owned())
+            ]
+        );
+        let e = inv.endpoint_at(n.endpoint.unwrap()).unwrap();
+        assert_eq!(e.last_call_sensitive, [("email", "query:email".to_owned())]);
+        // A scanner's 404 on an unknown path: noted, not counted.
+        let mut c = call(1, "GET /.git/config", &host("a.example"), 404, None, b"");
+        let mut f = CallFacts::extract(&mut c, ep("10.0.0.3:5000"), ep("10.0.0.1:80"), false, &h);
+        assert_eq!(inv.observe(&mut f), None);
+        assert!(inv.notes().unmatched_404 && inv.notes().endpoint.is_none());
     }
 
     #[test]

@@ -32,6 +32,17 @@ impl KeyedHasher {
         KeyedHasher { k0, k1 }
     }
 
+    /// A hasher under a key made up for this process (from the standard library's random
+    /// hash keys): for runs without a state directory, whose hashes need not outlive them.
+    pub fn random() -> Self {
+        use std::hash::BuildHasher as _;
+        let s = std::collections::hash_map::RandomState::new();
+        KeyedHasher {
+            k0: s.hash_one(0x6b30_u64),
+            k1: s.hash_one(0x6b31_u64),
+        }
+    }
+
     /// The keyed hash of `value`.
     pub fn hash(&self, value: &[u8]) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.k0, self.k1);

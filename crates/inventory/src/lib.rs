@@ -5,6 +5,8 @@
 //!
 //! - [`inventory`]: the catalog itself: [`inventory::CallFacts`] extracted per call on the
 //!   workers, [`inventory::Inventory`] counting them in request-time order into endpoints.
+//! - [`principal`]: who made a call, as a keyed hash of the most specific identity its
+//!   credentials carry (JWT subject, Basic user, token, API key, session).
 //! - [`keyed`]: keyed hashes (SipHash under the state directory's secret) for values that
 //!   must be remembered but never stored.
 //! - [`stats`]: bounded, mergeable per-endpoint statistics (distinct counts, latency
@@ -40,6 +42,7 @@ pub mod inventory;
 pub mod keyed;
 pub mod openapi;
 pub mod params;
+pub mod principal;
 pub mod schema;
 pub mod sensitive;
 pub mod spec;

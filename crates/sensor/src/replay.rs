@@ -18,6 +18,7 @@ use apiscope_capture::{
 };
 use apiscope_http::{Call, HttpConfig, HttpConn, HttpStats};
 use apiscope_inventory::inventory::{BodySampler, CallFacts, Inventory};
+use apiscope_inventory::keyed::KeyedHasher;
 use apiscope_inventory::spec::{Spec, SpecSet};
 use apiscope_inventory::store::Store;
 use clap::Args;
@@ -234,6 +235,8 @@ struct Pipeline {
     write_calls: bool,
     /// Body sampler, when the inventory runs (its facts go with each call).
     sampler: Option<BodySampler>,
+    /// Keys the principal hashes in the facts (the state directory's secret, if any).
+    hasher: KeyedHasher,
     /// False with `--stage capture`: streams are counted, not parsed.
     parse_http: bool,
     /// Keep the per-path summary for `--report`.
@@ -248,6 +251,7 @@ impl Pipeline {
         http_cfg: HttpConfig,
         write_calls: bool,
         sampler: Option<BodySampler>,
+        hasher: KeyedHasher,
         parse_http: bool,
         summarize: bool,
     ) -> Self {
@@ -259,6 +263,7 @@ impl Pipeline {
             lines: Batch::default(),
             write_calls,
             sampler,
+            hasher,
             parse_http,
             summarize,
             calls: 0,
@@ -316,7 +321,7 @@ impl StreamHandler for Pipeline {
                 let (_, client, server, _, _) = calls::key_of(&call, meta, swapped);
                 let req = &call.request;
                 let sample = s.sample(req.host(), &req.method, req.path());
-                let facts = CallFacts::extract(&mut call, client, server, sample);
+                let facts = CallFacts::extract(&mut call, client, server, sample, &self.hasher);
                 self.lines.set_facts(facts);
             }
         }
@@ -361,6 +366,7 @@ struct WorkerCtx<'a> {
     calls_tx: Option<SyncSender<Batch<Facts>>>,
     write_calls: bool,
     inventory: bool,
+    hasher: &'a KeyedHasher,
     stage: Stage,
     report: bool,
 }
@@ -370,6 +376,7 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
         w.cfg.http_config(),
         w.write_calls,
         w.inventory.then(|| BodySampler::new(&w.cfg.inventory)),
+        w.hasher.clone(),
         w.stage == Stage::Http,
         w.report,
     );
@@ -513,6 +520,9 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     } else {
         (None, None)
     };
+    let hasher = store
+        .as_ref()
+        .map_or_else(KeyedHasher::random, |s| KeyedHasher::new(&s.secret_key()));
     let flush_every = Duration::from_secs(cfg.state.flush_interval_secs);
     let started = Instant::now();
     let (results, sunk) = std::thread::scope(|s| {
@@ -546,6 +556,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                     calls_tx: sink_thread.is_some().then(|| tx.clone()),
                     write_calls,
                     inventory: want_inventory,
+                    hasher: &hasher,
                     stage: args.stage,
                     report: args.report,
                 };

@@ -50,7 +50,7 @@ impl Sink {
         let ts = r.key.0;
         self.last_ts = self.last_ts.max(ts);
         let label = match (self.inventory.as_mut(), r.facts) {
-            (Some(inv), Some(f)) => inv.observe(f),
+            (Some(inv), Some(mut f)) => inv.observe(&mut f),
             _ => None,
         };
         if let Some(out) = self.out.as_mut() {
