@@ -31,7 +31,7 @@ use crate::auth::{self, AuthScheme, RequestAuth};
 use crate::graphql::{self, GraphqlConfig, GraphqlStats};
 use crate::keyed::KeyedHasher;
 use crate::params::{ContentType, ParamConfig, ParamSet, ParamStats};
-use crate::principal::{principal_of, Principal};
+use crate::principal::{principal_with, Principal};
 use crate::schema::{self, Schema, SchemaConfig, SchemaStats};
 use crate::sensitive::{Scanner, SensitiveConfig};
 use crate::spec::{SpecMatch, SpecSet};
@@ -250,7 +250,7 @@ impl CallFacts {
         let principal = if auth.is_empty() {
             None
         } else {
-            principal_of(headers, req.query(), hasher)
+            principal_with(&auth, headers, req.query(), hasher)
         };
         let forwarded_for = req
             .header("x-forwarded-for")

@@ -45,8 +45,15 @@ impl KeyedHasher {
 
     /// The keyed hash of `value`.
     pub fn hash(&self, value: &[u8]) -> u64 {
+        self.hash_parts(&[value])
+    }
+
+    /// The keyed hash of `parts` written one after the other (no copy into one buffer).
+    pub fn hash_parts(&self, parts: &[&[u8]]) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
-        h.write(value);
+        for p in parts {
+            h.write(p);
+        }
         h.finish()
     }
 }

@@ -17,7 +17,7 @@
 
 use serde::Serialize;
 
-use crate::auth::{self, b64_decode, split_jwt, AuthScheme};
+use crate::auth::{self, b64_decode, split_jwt, AuthScheme, RequestAuth};
 use crate::keyed::KeyedHasher;
 
 /// What identified the principal.
@@ -65,6 +65,19 @@ where
     I: IntoIterator<Item = (&'a str, &'a [u8])> + Clone,
 {
     let auth = auth::classify_request(headers.clone(), query);
+    principal_with(&auth, headers, query, h)
+}
+
+/// [`principal_of`] for a request already classified by [`auth::classify_request`].
+pub fn principal_with<'a, I>(
+    auth: &RequestAuth,
+    headers: I,
+    query: Option<&str>,
+    h: &KeyedHasher,
+) -> Option<Principal>
+where
+    I: IntoIterator<Item = (&'a str, &'a [u8])> + Clone,
+{
     let mut best: Option<Principal> = None;
     let mut offer = |p: Principal| {
         if best.is_none_or(|b| p.kind < b.kind) {
@@ -138,11 +151,7 @@ where
 }
 
 fn keyed(h: &KeyedHasher, tag: &[u8], v: &[u8]) -> u64 {
-    let v = &v[..v.len().min(MAX_CREDENTIAL)];
-    let mut buf = Vec::with_capacity(tag.len() + v.len());
-    buf.extend_from_slice(tag);
-    buf.extend_from_slice(v);
-    h.hash(&buf)
+    h.hash_parts(&[tag, &v[..v.len().min(MAX_CREDENTIAL)]])
 }
 
 /// A bearer token's principal: its JWT issuer and subject when it has them, else the token.
