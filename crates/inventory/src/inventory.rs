@@ -573,6 +573,17 @@ impl EndpointEntry {
         let path_params: Vec<Value> = path_param_names(&self.path)
             .map(|n| json!({"name": n, "in": "path", "required": true}))
             .collect();
+        // Credential headers by name (their values are never kept), present in some calls.
+        let header_params: Vec<Value> = self
+            .auth
+            .counts
+            .iter()
+            .filter_map(|(k, n)| Some((k.strip_prefix("api_key_header:")?, n)))
+            .map(|(name, n)| {
+                json!({"name": name, "in": "header", "required": *n == self.calls,
+                       "schema": {"type": "string"}})
+            })
+            .collect();
         let schemas = |m: &BTreeMap<String, Schema>| -> Value {
             m.iter()
                 .map(|(k, s)| (k.clone(), s.to_json_schema()))
@@ -602,6 +613,7 @@ impl EndpointEntry {
             },
             "params": {
                 "path": path_params,
+                "header": header_params,
                 "query": self.query.to_openapi_parameters("query"),
                 "form": self.form.to_body_schema(),
             },
@@ -654,7 +666,7 @@ struct SavedEndpoint {
 impl EndpointEntry {
     /// The record saved in the state store: the endpoint's display JSON (`view`, what
     /// `apiscope inventory` prints) and its full state (`state`, what a restart reloads).
-    pub fn record(&self) -> crate::store::EndpointRecord {
+    pub fn record(&self, view: Value) -> crate::store::EndpointRecord {
         let saved = SavedEndpoint {
             host: self.host.clone(),
             method: self.method.clone(),
@@ -694,7 +706,7 @@ impl EndpointEntry {
                 .collect(),
             body_samples: self.body_samples,
         };
-        let json = json!({"view": self.to_json(), "state": saved});
+        let json = json!({"view": view, "state": saved});
         crate::store::EndpointRecord {
             id: self.id.clone(),
             host: self.host.clone(),
@@ -1164,18 +1176,27 @@ impl Inventory {
         &self.hosts
     }
 
-    /// Endpoints changed since the last call, and the ids of endpoints that went away
-    /// (folded into another); clears the marks. For the state store and change events.
-    pub fn take_changed(&mut self) -> (Vec<&EndpointEntry>, Vec<String>) {
+    /// Store records of the endpoints changed since the last call, and the ids of endpoints
+    /// that went away (folded into another); clears the marks. For the state store and
+    /// change events.
+    pub fn take_changed(&mut self) -> (Vec<crate::store::EndpointRecord>, Vec<String>) {
         let removed = std::mem::take(&mut self.removed);
         let mut out = Vec::new();
+        for e in self.endpoints.iter().flatten().filter(|e| e.changed) {
+            out.push(e.record(self.endpoint_json(e)));
+        }
         for e in self.endpoints.iter_mut().flatten() {
-            if e.changed {
-                e.changed = false;
-                out.push(&*e);
-            }
+            e.changed = false;
         }
         (out, removed)
+    }
+
+    /// An endpoint as written in the inventory: [`EndpointEntry::to_json`] with the evidence
+    /// of its template (why each path parameter is one: rule, redacted samples, counts).
+    pub fn endpoint_json(&self, e: &EndpointEntry) -> Value {
+        let mut v = e.to_json();
+        v["evidence"] = self.evidence(e);
+        v
     }
 
     /// Every counter, for `--stats` and metrics.
@@ -1243,7 +1264,11 @@ impl Inventory {
 
     /// The whole inventory as JSON: `{"endpoints": [...], "hosts": [...]}`.
     pub fn to_json(&self) -> Value {
-        let endpoints: Vec<Value> = self.endpoints().iter().map(|e| e.to_json()).collect();
+        let endpoints: Vec<Value> = self
+            .endpoints()
+            .iter()
+            .map(|e| self.endpoint_json(e))
+            .collect();
         let mut hosts: Vec<&HostEntry> = self.hosts.iter().collect();
         hosts.sort_by(|a, b| a.name.cmp(&b.name));
         let hosts: Vec<Value> = hosts
@@ -1929,13 +1954,16 @@ mod tests {
             call(30, "GET /health", &hh, 200, None, b""),
             "192.0.2.9:1",
         );
-        let (changed, _) = a.take_changed();
-        let records: Vec<_> = changed.iter().map(|e| e.record()).collect();
+        let (records, _) = a.take_changed();
         let mut b = Inventory::new(InventoryConfig::default(), None);
         assert_eq!(b.restore(&records), 0, "every record reads back");
         let strip = |mut j: Value| {
-            // Host-level figures are rebuilt from the endpoints, not saved.
+            // Host-level figures are rebuilt from the endpoints, and templating evidence
+            // starts afresh (rule `restored`): neither is saved.
             j["hosts"] = Value::Null;
+            for e in j["endpoints"].as_array_mut().unwrap() {
+                e["evidence"] = Value::Null;
+            }
             j
         };
         assert_eq!(strip(a.to_json()), strip(b.to_json()));

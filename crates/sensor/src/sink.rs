@@ -8,7 +8,7 @@ use std::io::Write;
 use anyhow::Context as _;
 use apiscope_capture::{Duration, Timestamp};
 use apiscope_inventory::inventory::{CallFacts, Inventory};
-use apiscope_inventory::store::{EndpointRecord, Store};
+use apiscope_inventory::store::Store;
 
 use crate::calls::{self, Released};
 
@@ -80,8 +80,7 @@ impl Sink {
         let (Some(store), Some(inv)) = (self.store.as_mut(), self.inventory.as_mut()) else {
             return Ok(());
         };
-        let (changed, removed) = inv.take_changed();
-        let records: Vec<EndpointRecord> = changed.iter().map(|e| e.record()).collect();
+        let (records, removed) = inv.take_changed();
         store
             .flush(self.last_ts.as_nanos(), &records, &removed)
             .context("writing the state store")?;
