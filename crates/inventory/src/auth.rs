@@ -1192,7 +1192,12 @@ mod tests {
         for n in API_KEY_HEADERS {
             assert!(may_name_credential(n), "{}", String::from_utf8_lossy(n));
         }
-        for n in [&b"x-my-service-key"[..], b"x-secret-thing", b"apikey2", b"x-client-accesskey"] {
+        for n in [
+            &b"x-my-service-key"[..],
+            b"x-secret-thing",
+            b"apikey2",
+            b"x-client-accesskey",
+        ] {
             assert!(!name_suggests_credential(n) || may_name_credential(n));
         }
         assert!(!may_name_credential(b"user-agent"));

@@ -621,7 +621,10 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             crate::inventory_cmd::print_table(&mut out, eps)?;
             let unmatched: u64 = inv.hosts().iter().map(|h| h.unmatched_404).sum();
             if unmatched > 0 {
-                writeln!(out, "{unmatched} calls got a 404 on paths matching no endpoint (not inventoried)")?;
+                writeln!(
+                    out,
+                    "{unmatched} calls got a 404 on paths matching no endpoint (not inventoried)"
+                )?;
             }
             Ok(())
         });
