@@ -221,6 +221,8 @@ pub struct Batch<F> {
     pub worker: usize,
     pub items: Vec<Item<F>>,
     pub bytes: Vec<u8>,
+    /// Stream-level anomalies (overlaps with different bytes) seen since the last batch.
+    pub stream_notes: Vec<crate::sink::StreamNote>,
     /// No later call of this worker has an earlier request time; `None` when it finished.
     pub watermark: Option<Timestamp>,
 }
@@ -231,6 +233,7 @@ impl<F> Default for Batch<F> {
             worker: 0,
             items: Vec::new(),
             bytes: Vec::new(),
+            stream_notes: Vec::new(),
             watermark: None,
         }
     }

@@ -6,6 +6,7 @@ use std::path::Path;
 use apiscope_capture::{
     DecodeConfig, EngineConfig, FlowConfig, FragConfig, LiveConfig, ReasmConfig,
 };
+use apiscope_detector::DetectorConfig;
 use apiscope_http::HttpConfig;
 use apiscope_inventory::inventory::InventoryConfig;
 use apiscope_inventory::store::StoreConfig;
@@ -99,6 +100,7 @@ pub struct SpecEntry {
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub inventory: InventoryConfig,
+    pub detector: DetectorConfig,
     pub state: StateSection,
     pub specs: Vec<SpecEntry>,
     pub capture: DecodeConfig,
@@ -195,6 +197,12 @@ pub fn parse(text: &str) -> Result<Config, Vec<String>> {
         take_table(&mut table, "inventory", &mut errors),
         "inventory",
         &mut cfg.inventory,
+        &mut errors,
+    );
+    section(
+        take_table(&mut table, "detector", &mut errors),
+        "detector",
+        &mut cfg.detector,
         &mut errors,
     );
     section(
@@ -316,6 +324,9 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
     for e in c.inventory.templates.validate() {
         errors.push(format!("[inventory.templates] {e}"));
     }
+    for e in c.detector.validate() {
+        errors.push(format!("[detector] {e}"));
+    }
     for e in c.state.store.validate() {
         errors.push(format!("[state.store] {e}"));
     }
@@ -336,6 +347,7 @@ mod tests {
         assert_eq!(format!("{:?}", c.output), format!("{:?}", d.output));
         assert_eq!(format!("{:?}", c.inventory), format!("{:?}", d.inventory));
         assert_eq!(format!("{:?}", c.state), format!("{:?}", d.state));
+        assert_eq!(format!("{:?}", c.detector), format!("{:?}", d.detector));
         assert!(c.specs.is_empty());
     }
 

@@ -25,8 +25,10 @@ use clap::Args;
 
 use crate::calls::{self, Batch, Merger, Released};
 use crate::config::{self, Config};
-use crate::sink::{Facts, Sink};
+use crate::sink::{Facts, Sink, StreamNote, DETECTOR_KEY, DETECTOR_NS};
 use crate::Failure;
+use apiscope_capture::StreamAnomaly;
+use apiscope_detector::Detector;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -42,6 +44,9 @@ pub struct ReplayArgs {
     /// Write every HTTP call as JSON Lines to this file (`-` = stdout).
     #[arg(long)]
     calls: Option<PathBuf>,
+    /// Write every finding as JSON Lines to this file at exit (`-` = stdout).
+    #[arg(long)]
+    findings: Option<PathBuf>,
     /// Write the inventory as JSON to this file at exit (`-` = stdout).
     #[arg(long)]
     inventory: Option<PathBuf>,
@@ -305,7 +310,21 @@ impl StreamHandler for Pipeline {
             StreamEvent::Data { dir, ts, data } => http.on_data(cfg, dir, ts, data, out, stats),
             StreamEvent::Gap { dir, ts, len } => http.on_gap(cfg, dir, ts, len, out, stats),
             StreamEvent::Closed { ts, .. } => http.on_close(cfg, ts, out, stats),
-            StreamEvent::Anomaly { .. } => {}
+            StreamEvent::Anomaly { ts, kind, .. } => {
+                if self.sampler.is_some() && kind == StreamAnomaly::OverlapMismatch {
+                    let (client, server) = if http.roles_swapped() {
+                        (meta.key.dst, meta.key.src)
+                    } else {
+                        (meta.key.src, meta.key.dst)
+                    };
+                    self.lines.stream_notes.push(StreamNote {
+                        client: client.ip,
+                        server,
+                        ts,
+                        what: "overlap_mismatch",
+                    });
+                }
+            }
         }
         let swapped = http.roles_swapped();
         for mut call in self.scratch.drain(..) {
@@ -432,6 +451,7 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
 struct SinkResult {
     out_of_order: u64,
     inventory: Option<Inventory>,
+    detector: Option<Detector>,
     flushes: u64,
 }
 
@@ -455,6 +475,32 @@ pub fn load_specs(files: &[PathBuf], cfg: &Config) -> Result<Option<SpecSet>, Fa
         set.add(spec, &hosts);
     }
     Ok((!set.is_empty()).then_some(set))
+}
+
+/// The detector, with its findings and baselines from the state store when there is one.
+fn open_detector(
+    cfg: &Config,
+    hasher: &KeyedHasher,
+    store: Option<&Store>,
+) -> Result<Detector, Failure> {
+    let mut det = Detector::new(cfg.detector.clone(), hasher.clone());
+    let saved = match store {
+        Some(s) => s
+            .get_blob(DETECTOR_NS, DETECTOR_KEY)
+            .context("reading the detector state")?,
+        None => None,
+    };
+    if let Some(bytes) = saved {
+        let loaded = serde_json::from_slice(&bytes)
+            .map_err(anyhow::Error::from)
+            .and_then(|v| det.load(&v).map_err(anyhow::Error::from));
+        match loaded {
+            Ok(0) => {}
+            Ok(n) => eprintln!("apiscope: warning: {n} parts of the saved detector state were skipped"),
+            Err(e) => eprintln!("apiscope: warning: the saved detector state could not be read ({e:#}); detections start afresh"),
+        }
+    }
+    Ok(det)
 }
 
 /// A new inventory, or the one saved in the state directory `state`, and the open store.
@@ -513,7 +559,11 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let calls_out = args.calls.as_deref().map(open_output).transpose()?;
     let write_calls = calls_out.is_some();
     let want_inventory = args.stage == Stage::Http
-        && (write_calls || args.inventory.is_some() || args.state.is_some() || args.report);
+        && (write_calls
+            || args.inventory.is_some()
+            || args.findings.is_some()
+            || args.state.is_some()
+            || args.report);
     let (inventory, store) = if want_inventory {
         let specs = load_specs(&args.specs, &cfg)?;
         open_inventory(&cfg, specs, args.state.as_deref())?
@@ -523,6 +573,11 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let hasher = store
         .as_ref()
         .map_or_else(KeyedHasher::random, |s| KeyedHasher::new(&s.secret_key()));
+    let want_findings = args.findings.is_some() || args.state.is_some() || args.report;
+    let detector = (inventory.is_some() && want_findings && cfg.detector.enabled)
+        .then(|| open_detector(&cfg, &hasher, store.as_ref()))
+        .transpose()?;
+    let findings_out = args.findings.as_deref().map(open_output).transpose()?;
     let flush_every = Duration::from_secs(cfg.state.flush_interval_secs);
     let started = Instant::now();
     let (results, sunk) = std::thread::scope(|s| {
@@ -531,17 +586,20 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             let max_held = cfg.output.reorder_max_calls;
             s.spawn(move || -> anyhow::Result<SinkResult> {
                 let mut m = Merger::new(threads, max_held);
-                let mut sink = Sink::new(calls_out, inventory, store, flush_every);
-                let mut f = |r: Released<'_, Facts>| sink.call(r);
-                for b in rx {
-                    m.push(b, &mut f)?;
+                let mut sink = Sink::new(calls_out, inventory, detector, store, flush_every);
+                for mut b in rx {
+                    for n in b.stream_notes.drain(..) {
+                        sink.stream_anomaly(&n);
+                    }
+                    m.push(b, &mut |r: Released<'_, Facts>| sink.call(r))?;
                 }
-                m.finish(&mut f)?;
+                m.finish(&mut |r: Released<'_, Facts>| sink.call(r))?;
                 let flushes = sink.flushes;
-                let inventory = sink.finish()?;
+                let (inventory, detector) = sink.finish()?;
                 Ok(SinkResult {
                     out_of_order: m.out_of_order,
                     inventory,
+                    detector,
                     flushes,
                 })
             })
@@ -587,6 +645,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         }
     }
     let mut inventory = None;
+    let mut detector = None;
     let mut state_flushes = 0;
     if let Some(r) = sunk {
         let r = r?;
@@ -597,7 +656,20 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             ));
         }
         inventory = r.inventory;
+        detector = r.detector;
         state_flushes = r.flushes;
+    }
+    if let (Some(mut out), Some(det)) = (findings_out, detector.as_ref()) {
+        let path = args
+            .findings
+            .as_deref()
+            .unwrap_or(std::path::Path::new("-"));
+        let r: std::io::Result<()> = det.findings().iter().try_for_each(|f| {
+            serde_json::to_writer(&mut out, f)?;
+            out.write_all(b"\n")
+        });
+        r.and_then(|()| out.flush())
+            .with_context(|| format!("writing findings to {}", path.display()))?;
     }
     if let (Some(path), Some(inv)) = (args.inventory.as_deref(), inventory.as_ref()) {
         let mut out = open_output(path)?;
@@ -619,6 +691,21 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             let eps = j["endpoints"].as_array().map_or(&[][..], Vec::as_slice);
             writeln!(out, "\nInventory:")?;
             crate::inventory_cmd::print_table(&mut out, eps)?;
+            if let Some(det) = &detector {
+                let fs = det.findings();
+                writeln!(out, "\nFindings: {}", fs.len())?;
+                for f in fs {
+                    let v = serde_json::to_value(f).unwrap_or_default();
+                    writeln!(
+                        out,
+                        "  {:<8} {:<24} {:<10} {}",
+                        v["severity"].as_str().unwrap_or(""),
+                        v["kind"].as_str().unwrap_or(""),
+                        v["owasp"].as_str().unwrap_or("-"),
+                        v["summary"].as_str().unwrap_or("")
+                    )?;
+                }
+            }
             let unmatched: u64 = inv.hosts().iter().map(|h| h.unmatched_404).sum();
             if unmatched > 0 {
                 writeln!(
@@ -646,6 +733,11 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         }
         if let Some(inv) = &inventory {
             for (name, v) in inv.counters().into_iter().filter(|(_, v)| *v > 0) {
+                eprintln!("  {name:<28} {v}");
+            }
+        }
+        if let Some(det) = &detector {
+            for (name, v) in det.stats().into_iter().filter(|(_, v)| *v > 0) {
                 eprintln!("  {name:<28} {v}");
             }
         }

@@ -7,6 +7,7 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use apiscope_capture::{Duration, Timestamp};
+use apiscope_detector::Detector;
 use apiscope_inventory::inventory::{CallFacts, Inventory};
 use apiscope_inventory::store::Store;
 
@@ -15,11 +16,27 @@ use crate::calls::{self, Released};
 /// What the inventory needs of a call, extracted on the worker.
 pub type Facts = CallFacts;
 
+/// Where the detector's state lives in the state store's blobs.
+pub const DETECTOR_NS: &str = "detector";
+pub const DETECTOR_KEY: &str = "state";
+
+/// A stream-level anomaly a worker saw, on its way to the detector.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamNote {
+    pub client: std::net::IpAddr,
+    pub server: apiscope_capture::Endpoint,
+    pub ts: Timestamp,
+    pub what: &'static str,
+}
+
 /// See the module overview.
 pub struct Sink {
     out: Option<Box<dyn Write + Send>>,
     buf: Vec<u8>,
     pub inventory: Option<Inventory>,
+    pub detector: Option<Detector>,
+    /// Next capture time at which the detector's time-driven checks run.
+    next_tick: Option<Timestamp>,
     store: Option<Store>,
     flush_every: Duration,
     next_flush: Option<Timestamp>,
@@ -31,6 +48,7 @@ impl Sink {
     pub fn new(
         out: Option<Box<dyn Write + Send>>,
         inventory: Option<Inventory>,
+        detector: Option<Detector>,
         store: Option<Store>,
         flush_every: Duration,
     ) -> Self {
@@ -38,6 +56,8 @@ impl Sink {
             out,
             buf: Vec::with_capacity(1 << 17),
             inventory,
+            detector,
+            next_tick: None,
             store,
             flush_every,
             next_flush: None,
@@ -49,10 +69,24 @@ impl Sink {
     pub fn call(&mut self, r: Released<'_, Facts>) -> anyhow::Result<()> {
         let ts = r.key.0;
         self.last_ts = self.last_ts.max(ts);
-        let label = match (self.inventory.as_mut(), r.facts) {
-            (Some(inv), Some(mut f)) => inv.observe(&mut f),
+        let mut facts = r.facts;
+        let label = match (self.inventory.as_mut(), facts.as_mut()) {
+            (Some(inv), Some(f)) => inv.observe(f).map(str::to_owned),
             _ => None,
         };
+        if let (Some(det), Some(inv), Some(f)) = (
+            self.detector.as_mut(),
+            self.inventory.as_ref(),
+            facts.as_ref(),
+        ) {
+            det.observe(f, inv);
+            let due = *self.next_tick.get_or_insert(ts);
+            if ts >= due {
+                det.tick(ts, inv);
+                self.next_tick = Some(ts.saturating_add(Duration::from_secs(1)));
+            }
+        }
+        let label = label.as_deref();
         if let Some(out) = self.out.as_mut() {
             self.buf.extend_from_slice(r.head);
             calls::json_opt_str(&mut self.buf, label);
@@ -74,8 +108,16 @@ impl Sink {
         Ok(())
     }
 
+    /// A stream-level evasion signal from a worker (overlapping segments with different
+    /// bytes), for the detector.
+    pub fn stream_anomaly(&mut self, a: &StreamNote) {
+        if let Some(det) = self.detector.as_mut() {
+            det.stream_anomaly(a.client, a.server, a.ts, a.what);
+        }
+    }
+
     /// Writes the endpoints changed since the last flush to the state store, as one
-    /// transaction stamped with the latest capture time seen.
+    /// transaction stamped with the latest capture time seen, and the detector's state.
     pub fn flush(&mut self) -> anyhow::Result<()> {
         let (Some(store), Some(inv)) = (self.store.as_mut(), self.inventory.as_mut()) else {
             return Ok(());
@@ -84,12 +126,23 @@ impl Sink {
         store
             .flush(self.last_ts.as_nanos(), &records, &removed)
             .context("writing the state store")?;
+        if let Some(det) = &self.detector {
+            let state = serde_json::to_vec(&det.save()).context("saving the detector state")?;
+            store
+                .put_blob(DETECTOR_NS, DETECTOR_KEY, &state)
+                .context("writing the detector state")?;
+        }
         self.flushes += 1;
         Ok(())
     }
 
-    /// Flushes the calls output and the state; returns the inventory.
-    pub fn finish(mut self) -> anyhow::Result<Option<Inventory>> {
+    /// Runs the detector's end-of-input checks, flushes the calls output and the state;
+    /// returns the inventory and the detector.
+    pub fn finish(mut self) -> anyhow::Result<(Option<Inventory>, Option<Detector>)> {
+        if let (Some(det), Some(inv)) = (self.detector.as_mut(), self.inventory.as_ref()) {
+            det.tick(self.last_ts, inv);
+            det.finish(inv);
+        }
         if let Some(out) = self.out.as_mut() {
             out.write_all(&self.buf).context("writing calls")?;
             out.flush().context("writing calls")?;
@@ -98,6 +151,6 @@ impl Sink {
         if let Some(store) = self.store.take() {
             store.close().context("closing the state store")?;
         }
-        Ok(self.inventory)
+        Ok((self.inventory, self.detector))
     }
 }
