@@ -13,7 +13,7 @@ help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 deps: ## Install the Debian packages the build and tests need (root, or sudo)
-	@missing=""; for p in libpcap-dev libsqlite3-dev pkg-config python3 python3-venv; do \
+	@missing=""; for p in libpcap-dev libsqlite3-dev libssl-dev zlib1g-dev g++ make pkg-config python3 python3-venv; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -22,8 +22,8 @@ deps: ## Install the Debian packages the build and tests need (root, or sudo)
 build: deps ## Build the release binary (target/release/apiscope)
 	$(CARGO) build --release --locked
 
-test: deps openapi-validator ## Run every test (unit, fixtures, corpus conformance when ../shared is present)
-	APISCOPE_OPENAPI_VALIDATOR=$(CURDIR)/.venv-tools/bin/python $(CARGO) test --workspace --locked
+test: deps openapi-validator kafka-broker ## Run every test (unit, fixtures, Kafka against a real broker, corpus conformance when ../shared is present)
+	APISCOPE_OPENAPI_VALIDATOR=$(CURDIR)/.venv-tools/bin/python APISCOPE_TANSU=$(TANSU_BIN) $(CARGO) test --workspace --locked
 
 lint: deps ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -10,6 +10,7 @@ use apiscope_detector::DetectorConfig;
 use apiscope_http::HttpConfig;
 use apiscope_inventory::inventory::InventoryConfig;
 use apiscope_inventory::store::StoreConfig;
+use apiscope_publish::PublishConfig;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -101,6 +102,7 @@ pub struct SpecEntry {
 pub struct Config {
     pub inventory: InventoryConfig,
     pub detector: DetectorConfig,
+    pub publish: PublishConfig,
     pub state: StateSection,
     pub specs: Vec<SpecEntry>,
     pub capture: DecodeConfig,
@@ -203,6 +205,12 @@ pub fn parse(text: &str) -> Result<Config, Vec<String>> {
         take_table(&mut table, "detector", &mut errors),
         "detector",
         &mut cfg.detector,
+        &mut errors,
+    );
+    section(
+        take_table(&mut table, "publish", &mut errors),
+        "publish",
+        &mut cfg.publish,
         &mut errors,
     );
     section(
@@ -324,6 +332,9 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
     for e in c.inventory.templates.validate() {
         errors.push(format!("[inventory.templates] {e}"));
     }
+    for e in c.publish.validate() {
+        errors.push(format!("[publish] {e}"));
+    }
     for e in c.detector.validate() {
         errors.push(format!("[detector] {e}"));
     }
@@ -348,6 +359,7 @@ mod tests {
         assert_eq!(format!("{:?}", c.inventory), format!("{:?}", d.inventory));
         assert_eq!(format!("{:?}", c.state), format!("{:?}", d.state));
         assert_eq!(format!("{:?}", c.detector), format!("{:?}", d.detector));
+        assert_eq!(format!("{:?}", c.publish), format!("{:?}", d.publish));
         assert!(c.specs.is_empty());
     }
 

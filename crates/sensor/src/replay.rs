@@ -29,6 +29,7 @@ use crate::sink::{Facts, Sink, StreamNote, DETECTOR_KEY, DETECTOR_NS};
 use crate::Failure;
 use apiscope_capture::StreamAnomaly;
 use apiscope_detector::Detector;
+use apiscope_publish::{DeliveryReport, Publisher};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -57,6 +58,10 @@ pub struct ReplayArgs {
     /// Persistent state: the inventory is reloaded from it at start and saved to it.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Publish findings, inventory changes (and calls, when `publish.calls_enabled`) to these
+    /// Kafka brokers (`host:port,...`); overrides `publish.brokers`.
+    #[arg(long)]
+    kafka: Option<String>,
     /// Run the pipeline up to this stage: `capture` (decapsulation and reassembly only, for
     /// benchmarking) or `http` (everything built so far).
     #[arg(long, value_enum, default_value_t = Stage::Http)]
@@ -452,6 +457,9 @@ struct SinkResult {
     out_of_order: u64,
     inventory: Option<Inventory>,
     detector: Option<Detector>,
+    /// What the publisher delivered, and its counters, when it ran.
+    delivery: Option<(DeliveryReport, Vec<(String, u64)>)>,
+    publish_errors: (u64, Option<String>),
     flushes: u64,
 }
 
@@ -563,7 +571,9 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             || args.inventory.is_some()
             || args.findings.is_some()
             || args.state.is_some()
-            || args.report);
+            || args.report
+            || args.kafka.is_some()
+            || !cfg.publish.brokers.is_empty());
     let (inventory, store) = if want_inventory {
         let specs = load_specs(&args.specs, &cfg)?;
         open_inventory(&cfg, specs, args.state.as_deref())?
@@ -573,11 +583,31 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let hasher = store
         .as_ref()
         .map_or_else(KeyedHasher::random, |s| KeyedHasher::new(&s.secret_key()));
-    let want_findings = args.findings.is_some() || args.state.is_some() || args.report;
+    let mut publish_cfg = cfg.publish.clone();
+    if let Some(b) = &args.kafka {
+        publish_cfg.brokers = b.clone();
+    }
+    let kafka = !publish_cfg.brokers.is_empty();
+    let want_findings = args.findings.is_some() || args.state.is_some() || args.report || kafka;
     let detector = (inventory.is_some() && want_findings && cfg.detector.enabled)
         .then(|| open_detector(&cfg, &hasher, store.as_ref()))
         .transpose()?;
     let findings_out = args.findings.as_deref().map(open_output).transpose()?;
+    let publisher = if kafka && inventory.is_some() {
+        let errors = publish_cfg.validate();
+        if !errors.is_empty() {
+            return Err(Failure::Usage(format!(
+                "[publish] {}",
+                errors.join("\n[publish] ")
+            )));
+        }
+        let p = Publisher::from_config(&publish_cfg, args.state.as_deref())
+            .context("starting the Kafka publisher")?;
+        Some(p)
+    } else {
+        None
+    };
+    let delivery_wait = std::time::Duration::from_secs(publish_cfg.delivery_wait_secs);
     let flush_every = Duration::from_secs(cfg.state.flush_interval_secs);
     let started = Instant::now();
     let (results, sunk) = std::thread::scope(|s| {
@@ -586,7 +616,14 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             let max_held = cfg.output.reorder_max_calls;
             s.spawn(move || -> anyhow::Result<SinkResult> {
                 let mut m = Merger::new(threads, max_held);
-                let mut sink = Sink::new(calls_out, inventory, detector, store, flush_every);
+                let mut sink = Sink::new(
+                    calls_out,
+                    inventory,
+                    detector,
+                    store,
+                    publisher,
+                    flush_every,
+                );
                 for mut b in rx {
                     for n in b.stream_notes.drain(..) {
                         sink.stream_anomaly(&n);
@@ -595,12 +632,19 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                 }
                 m.finish(&mut |r: Released<'_, Facts>| sink.call(r))?;
                 let flushes = sink.flushes;
-                let (inventory, detector) = sink.finish()?;
+                let publish_errors = (sink.publish_errors, sink.first_publish_error.take());
+                let (inventory, detector, publisher) = sink.finish()?;
+                let delivery = publisher.map(|p| {
+                    let counters = p.counters();
+                    (p.close(delivery_wait), counters)
+                });
                 Ok(SinkResult {
                     out_of_order: m.out_of_order,
                     inventory,
                     detector,
                     flushes,
+                    delivery,
+                    publish_errors,
                 })
             })
         });
@@ -647,6 +691,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let mut inventory = None;
     let mut detector = None;
     let mut state_flushes = 0;
+    let mut delivery = None;
     if let Some(r) = sunk {
         let r = r?;
         if r.out_of_order > 0 {
@@ -658,6 +703,12 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         inventory = r.inventory;
         detector = r.detector;
         state_flushes = r.flushes;
+        delivery = r.delivery;
+        if let (n, Some(first)) = r.publish_errors {
+            warnings.push(format!(
+                "{n} records could not be published (first: {first})"
+            ));
+        }
     }
     if let (Some(mut out), Some(det)) = (findings_out, detector.as_ref()) {
         let path = args
@@ -741,8 +792,21 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                 eprintln!("  {name:<28} {v}");
             }
         }
+        if let Some((_, counters)) = &delivery {
+            for (name, v) in counters.iter().filter(|(_, v)| *v > 0) {
+                eprintln!("  {name:<28} {v}");
+            }
+        }
         if state_flushes > 0 {
             eprintln!("  {:<28} {state_flushes}", "state_flushes");
+        }
+    }
+    if let Some((report, _)) = &delivery {
+        if !report.is_complete() {
+            return Err(anyhow::anyhow!(
+                "not every record reached Kafka within publish.delivery_wait_secs:\n{report}"
+            )
+            .into());
         }
     }
     Ok(())
