@@ -715,8 +715,14 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             .findings
             .as_deref()
             .unwrap_or(std::path::Path::new("-"));
+        let ocsf = cfg.publish.jsonl_format == apiscope_publish::Format::Ocsf;
         let r: std::io::Result<()> = det.findings().iter().try_for_each(|f| {
-            serde_json::to_writer(&mut out, f)?;
+            if ocsf {
+                let v = serde_json::to_value(f).unwrap_or_default();
+                serde_json::to_writer(&mut out, &apiscope_publish::ocsf::finding(&v))?;
+            } else {
+                serde_json::to_writer(&mut out, f)?;
+            }
             out.write_all(b"\n")
         });
         r.and_then(|()| out.flush())

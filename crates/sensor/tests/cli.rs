@@ -284,3 +284,32 @@ fn state_is_reloaded_and_printed_by_the_inventory_command() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn findings_can_be_written_as_ocsf_detection_findings() {
+    let dir = scratch("ocsf");
+    let cfg = dir.join("ocsf.toml");
+    std::fs::write(&cfg, "[publish]\njsonl_format = \"ocsf\"\n").unwrap();
+    let out = apiscope(&[
+        "replay",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--spec",
+        "fixtures/demo/demo_openapi.yaml",
+        "--findings",
+        "-",
+        "fixtures/demo/demo.pcap",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().count() >= 5, "{text}");
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["class_uid"], 2004, "{v}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
