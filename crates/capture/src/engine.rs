@@ -60,6 +60,19 @@ pub struct EngineConfig {
     pub reassembly: ReasmConfig,
 }
 
+/// Estimated memory held by an [`Engine`], by part (their sum is [`Engine::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Flow-table entries (entries × a fixed overhead).
+    pub flows: usize,
+    /// Out-of-order bytes buffered by TCP reassembly.
+    pub reassembly: usize,
+    /// Bytes held by the IP fragment table.
+    pub fragments: usize,
+    /// The consumer's per-connection state ([`StreamHandler::conn_memory`]).
+    pub consumer: usize,
+}
+
 /// A table key with its hash computed once per packet (the shard hash, `loose_key`'s
 /// stable hash), so the maps do not hash the addresses a second time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +212,16 @@ impl<H: StreamHandler> Engine<H> {
     /// Estimated memory held by the flow table, buffers and consumer state.
     pub fn memory(&self) -> usize {
         self.index.len() * FLOW_OVERHEAD + self.ooo_bytes + self.frags.memory() + self.user_mem
+    }
+
+    /// [`Engine::memory`] by part, for metrics.
+    pub fn memory_use(&self) -> MemoryUse {
+        MemoryUse {
+            flows: self.index.len() * FLOW_OVERHEAD,
+            reassembly: self.ooo_bytes,
+            fragments: self.frags.memory(),
+            consumer: self.user_mem,
+        }
     }
 
     fn counts_frames(&self) -> bool {

@@ -174,11 +174,19 @@ pub struct LiveStats {
 }
 
 /// Captures from a live interface.
+///
+/// The capture is put in non-blocking mode and [`LiveSource::next_packet`] waits with
+/// `poll(2)` for at most `timeout_ms` itself: libpcap on Linux blocks in `poll` without a
+/// timeout when it leaves the wake-up to the kernel's TPACKET_V3 block timer (and in immediate
+/// mode), so a quiet link would never give control back to the caller.
 pub struct LiveSource {
     cap: Capture<Active>,
     iface: String,
     link: Option<LinkType>,
     nanos: bool,
+    timeout_ms: u16,
+    /// The last read found nothing: wait for the socket before the next one.
+    idle: bool,
 }
 
 impl std::fmt::Debug for LiveSource {
@@ -223,18 +231,37 @@ impl LiveSource {
             cap.filter(&cfg.bpf, true).map_err(err)?;
         }
         let link = LinkType::from_dlt(cap.get_datalink().0);
+        let cap = cap.setnonblock().map_err(err)?;
         Ok(LiveSource {
             cap,
             iface: iface.to_owned(),
             link,
             nanos,
+            timeout_ms: u16::try_from(cfg.timeout_ms.max(1)).unwrap_or(u16::MAX),
+            idle: false,
         })
     }
 
     /// The next frame; `Ok(None)` when the read timeout passed without one.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, SourceError> {
+        use nix::poll::{poll, PollFd, PollFlags};
+        use std::os::fd::AsFd as _;
         let unit = if self.nanos { 1 } else { 1_000 };
-        match self.cap.next_packet() {
+        if self.idle {
+            let mut fds = [PollFd::new(self.cap.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, self.timeout_ms) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    return Err(SourceError::Live {
+                        iface: self.iface.clone(),
+                        msg: format!("poll: {e}"),
+                    })
+                }
+            }
+        }
+        let r = self.cap.next_packet();
+        self.idle = matches!(r, Err(pcap::Error::TimeoutExpired));
+        match r {
             Ok(p) => Ok(Some(Packet {
                 ts: Timestamp::from_parts(p.header.ts.tv_sec, p.header.ts.tv_usec, unit),
                 link: self.link,

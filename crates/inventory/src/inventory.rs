@@ -969,6 +969,37 @@ impl Inventory {
         self.specs.as_ref()
     }
 
+    /// Replaces the specs (a configuration reload): the new specs' templates are given to the
+    /// templater for every host seen so far, and every endpoint is matched again (`in_spec`,
+    /// `deprecated`, `spec_operation`); endpoints whose match changed are marked changed, so
+    /// the next flush stores and publishes them. Templates of a spec no longer given stay
+    /// known routes until a restart.
+    pub fn set_specs(&mut self, specs: Option<SpecSet>) {
+        self.specs = specs;
+        for h in 0..self.hosts.len() {
+            self.hosts[h].specs_seeded = false;
+            self.seed_specs(h as u32);
+        }
+        for change in self.templater.drain_changes() {
+            self.apply(change);
+        }
+        let mut endpoints = std::mem::take(&mut self.endpoints);
+        for e in endpoints.iter_mut().flatten() {
+            let before = (e.in_spec, e.deprecated, e.spec_operation.clone());
+            if self.specs.is_some() {
+                self.match_spec(e);
+            } else {
+                e.in_spec = None;
+                e.deprecated = false;
+                e.spec_operation = None;
+            }
+            if (e.in_spec, e.deprecated, &e.spec_operation) != (before.0, before.1, &before.2) {
+                e.changed = true;
+            }
+        }
+        self.endpoints = endpoints;
+    }
+
     fn host(&mut self, name: &str) -> Option<u32> {
         if let Some(&h) = self.host_index.get(name) {
             return Some(h);
@@ -2041,5 +2072,40 @@ mod tests {
             s.sample(Some("h"), "GET", "/orders/1"),
             "a new shape is sampled"
         );
+    }
+
+    #[test]
+    fn set_specs_rematches_the_endpoints_seen() {
+        let mut inv = Inventory::new(InventoryConfig::default(), None);
+        let hh = host("api.example.com");
+        for i in 0..3 {
+            feed(
+                &mut inv,
+                call(i, "GET /pets/mine", &hh, 200, None, b""),
+                "192.0.2.1:1000",
+            );
+        }
+        let _ = inv.take_changed();
+        let label = |inv: &Inventory| {
+            let e = inv.endpoints()[0];
+            (e.in_spec, e.deprecated)
+        };
+        assert_eq!(label(&inv), (None, false));
+        let yaml = r#"
+openapi: 3.0.3
+info: {title: Pets, version: "1"}
+servers: [{url: "https://api.example.com"}]
+paths:
+  /pets/mine:
+    get: {operationId: myPets, deprecated: true, responses: {"200": {description: ok}}}
+"#;
+        let mut specs = SpecSet::new();
+        specs.add(crate::spec::Spec::parse(yaml, "pets.yaml").unwrap(), &[]);
+        inv.set_specs(Some(specs));
+        assert_eq!(label(&inv), (Some(true), true));
+        let (changed, _) = inv.take_changed();
+        assert_eq!(changed.len(), 1, "the re-matched endpoint is stored again");
+        inv.set_specs(None);
+        assert_eq!(label(&inv), (None, false));
     }
 }

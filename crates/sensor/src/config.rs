@@ -1,7 +1,8 @@
 //! The TOML configuration: one serde struct per section, defaults in the libraries' `Default`
 //! impls, unknown keys rejected. [`load`] reports every error at once, each with its place.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use apiscope_capture::{
     DecodeConfig, EngineConfig, FlowConfig, FragConfig, LiveConfig, ReasmConfig,
@@ -88,6 +89,80 @@ impl Default for StateSection {
     }
 }
 
+/// `[run]`: the live sensor daemon (`apiscope run`): its sources, the query API, privileges,
+/// the queues between the capture threads and the workers, and its wall-clock rhythms.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Interfaces captured when no `--interface` is given.
+    pub interfaces: Vec<String>,
+    /// UDP addresses receiving VXLAN or GENEVE mirror traffic when no `--vxlan-listen` is
+    /// given.
+    pub vxlan_listen: Vec<SocketAddr>,
+    /// Worker threads when `--threads` is not given; 0 = the number of cores.
+    pub threads: usize,
+    /// Where the query API and `/metrics` listen (`--listen`).
+    pub listen: SocketAddr,
+    /// Bearer token of the query API; required when `listen` is not a loopback address.
+    pub api_token: String,
+    /// A file holding the token (first line), instead of `api_token`.
+    pub api_token_file: PathBuf,
+    /// Largest request (head) the API reads.
+    pub api_max_request_bytes: usize,
+    /// Requests per second the API answers (over all clients); beyond, 429.
+    pub api_max_requests_per_sec: u32,
+    /// Connections the API serves at once; beyond, new ones are closed.
+    pub api_max_connections: usize,
+    /// Drop to this user (and its groups) once the captures are open; empty: stay.
+    pub user: String,
+    /// Wall-clock tick: idle workers move capture time on, hand over their watermark and
+    /// counters this often.
+    pub tick_ms: u64,
+    /// Batches of frames waiting per worker; a full queue drops the batch (counted).
+    pub queue_max_batches: usize,
+    /// Frames per batch handed from a capture thread to a worker ...
+    pub batch_max_frames: usize,
+    /// ... or bytes per batch ...
+    pub batch_max_bytes: usize,
+    /// ... or the age of its first frame, whichever comes first.
+    pub batch_max_delay_ms: u64,
+    /// Socket receive buffer of each `--vxlan-listen` socket (capped by net.core.rmem_max).
+    pub udp_buffer_bytes: usize,
+    /// How long a request still waiting for its response may hold back the calls of other
+    /// connections; after it, they go on and the late call is counted as out of order.
+    pub reorder_max_wait_ms: u64,
+    /// How often the snapshot served by the query API is rendered.
+    pub view_interval_ms: u64,
+    /// How often `--inventory` is rewritten (and at exit).
+    pub inventory_interval_secs: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            interfaces: Vec::new(),
+            vxlan_listen: Vec::new(),
+            threads: 0,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9770)),
+            api_token: String::new(),
+            api_token_file: PathBuf::new(),
+            api_max_request_bytes: 16_384,
+            api_max_requests_per_sec: 200,
+            api_max_connections: 64,
+            user: String::new(),
+            tick_ms: 500,
+            queue_max_batches: 64,
+            batch_max_frames: 256,
+            batch_max_bytes: 1 << 20,
+            batch_max_delay_ms: 20,
+            udp_buffer_bytes: 8 << 20,
+            reorder_max_wait_ms: 10_000,
+            view_interval_ms: 1_000,
+            inventory_interval_secs: 60,
+        }
+    }
+}
+
 /// One `[[spec]]`: an OpenAPI document, and the hosts it describes (empty: its `servers`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +187,7 @@ pub struct Config {
     pub frag: FragConfig,
     pub http: HttpSection,
     pub output: OutputConfig,
+    pub run: RunConfig,
 }
 
 impl Config {
@@ -211,6 +287,12 @@ pub fn parse(text: &str) -> Result<Config, Vec<String>> {
         take_table(&mut table, "publish", &mut errors),
         "publish",
         &mut cfg.publish,
+        &mut errors,
+    );
+    section(
+        take_table(&mut table, "run", &mut errors),
+        "run",
+        &mut cfg.run,
         &mut errors,
     );
     section(
@@ -329,6 +411,57 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
         c.inventory.body_sample_every >= 1,
         "[inventory] body_sample_every: must be at least 1",
     );
+    let r = &c.run;
+    check(
+        (10..=10_000).contains(&r.tick_ms),
+        "[run] tick_ms: must be between 10 and 10000",
+    );
+    check(
+        r.queue_max_batches >= 1,
+        "[run] queue_max_batches: must be at least 1",
+    );
+    check(
+        r.batch_max_frames >= 1,
+        "[run] batch_max_frames: must be at least 1",
+    );
+    check(
+        r.batch_max_bytes >= 1 << 16,
+        "[run] batch_max_bytes: must be at least 65536",
+    );
+    check(
+        r.batch_max_delay_ms >= 1 && r.batch_max_delay_ms <= r.tick_ms,
+        "[run] batch_max_delay_ms: must be at least 1 and at most tick_ms",
+    );
+    check(
+        r.view_interval_ms >= 100,
+        "[run] view_interval_ms: must be at least 100",
+    );
+    check(
+        r.inventory_interval_secs >= 1,
+        "[run] inventory_interval_secs: must be at least 1",
+    );
+    check(
+        r.api_max_request_bytes >= 1024,
+        "[run] api_max_request_bytes: must be at least 1024",
+    );
+    check(
+        r.api_max_requests_per_sec >= 1,
+        "[run] api_max_requests_per_sec: must be at least 1",
+    );
+    check(
+        r.api_max_connections >= 1,
+        "[run] api_max_connections: must be at least 1",
+    );
+    check(
+        r.api_token.is_empty() || r.api_token_file.as_os_str().is_empty(),
+        "[run] api_token, api_token_file: give one or the other",
+    );
+    check(
+        r.listen.ip().is_loopback()
+            || !r.api_token.is_empty()
+            || !r.api_token_file.as_os_str().is_empty(),
+        "[run] listen: a non-loopback address needs api_token or api_token_file",
+    );
     for e in c.inventory.templates.validate() {
         errors.push(format!("[inventory.templates] {e}"));
     }
@@ -356,6 +489,7 @@ mod tests {
         assert_eq!(format!("{:?}", c.live), format!("{:?}", d.live));
         assert_eq!(format!("{:?}", c.http), format!("{:?}", d.http));
         assert_eq!(format!("{:?}", c.output), format!("{:?}", d.output));
+        assert_eq!(format!("{:?}", c.run), format!("{:?}", d.run));
         assert_eq!(format!("{:?}", c.inventory), format!("{:?}", d.inventory));
         assert_eq!(format!("{:?}", c.state), format!("{:?}", d.state));
         assert_eq!(format!("{:?}", c.detector), format!("{:?}", d.detector));

@@ -1,5 +1,6 @@
-//! `apiscope inventory`: prints the inventory saved in a state directory, as a table, as JSON
-//! (the `--inventory` format) or as OpenAPI 3.1 (one document per host, or the one `--host`
+//! `apiscope inventory`: prints the inventory saved in a state directory (`--state`) or served
+//! by a running sensor's query API (`--server`, `docs/api.md`), as a table, as JSON (the
+//! `--inventory` format) or as OpenAPI 3.1 (one document per host, or the one `--host`
 //! names).
 
 use std::collections::BTreeMap;
@@ -23,6 +24,9 @@ pub struct InventoryArgs {
     /// A running sensor's query API (`http://127.0.0.1:9770`).
     #[arg(long)]
     server: Option<String>,
+    /// Bearer token for `--server` (default: the APISCOPE_TOKEN environment variable).
+    #[arg(long)]
+    token: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -94,11 +98,11 @@ pub fn parse_time(s: &str) -> Option<Timestamp> {
 }
 
 pub fn run(args: InventoryArgs) -> Result<(), Failure> {
-    if args.server.is_some() {
-        return Err(Failure::Usage(
-            "--server: querying a running sensor needs `apiscope run` (not built yet); use --state DIR"
-                .into(),
-        ));
+    if let Some(server) = args.server.as_deref() {
+        return run_server(server, &args);
+    }
+    if args.token.is_some() {
+        return Err(Failure::Usage("--token goes with --server".into()));
     }
     let Some(dir) = args.state.as_deref() else {
         return Err(Failure::Usage("give --state DIR (or --server URL)".into()));
@@ -140,6 +144,51 @@ pub fn run(args: InventoryArgs) -> Result<(), Failure> {
             .with_context(|| format!("endpoint {} in the state is not JSON", r.id))?;
         endpoints.push(v.get("view").cloned().unwrap_or(v));
     }
+    print(&args, endpoints)
+}
+
+/// `--server`: the endpoints from a running sensor's query API, filtered there by `--host`
+/// and `--since` (`--as-of` needs the history of a state directory).
+fn run_server(server: &str, args: &InventoryArgs) -> Result<(), Failure> {
+    if args.state.is_some() {
+        return Err(Failure::Usage(
+            "give --state DIR or --server URL, not both".into(),
+        ));
+    }
+    if args.as_of.is_some() {
+        return Err(Failure::Usage(
+            "--as-of needs --state DIR: a running sensor serves its current inventory".into(),
+        ));
+    }
+    crate::client::check_base_url(server).map_err(|e| Failure::Usage(format!("--server: {e}")))?;
+    if let Some(s) = args.since.as_deref() {
+        if parse_time(s).is_none() {
+            return Err(Failure::Usage(format!(
+                "--since: `{s}` is not an RFC 3339 time or Unix seconds"
+            )));
+        }
+    }
+    let token = crate::client::token_from(args.token.clone());
+    let mut params = Vec::new();
+    if let Some(h) = args.host.as_deref() {
+        params.push(("host", h));
+    }
+    if let Some(s) = args.since.as_deref() {
+        params.push(("since", s));
+    }
+    let endpoints = crate::client::fetch_all(
+        server,
+        "/api/v1/endpoints",
+        "endpoints",
+        &params,
+        token.as_deref(),
+    )
+    .context("querying the sensor")?;
+    print(args, endpoints)
+}
+
+/// Sorts the endpoints by host, path and method and prints them in the chosen format.
+fn print(args: &InventoryArgs, mut endpoints: Vec<Value>) -> Result<(), Failure> {
     endpoints.sort_by(|a, b| {
         let k = |v: &Value| {
             (

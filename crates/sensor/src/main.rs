@@ -1,15 +1,21 @@
 //! `apiscope`: the passive API discovery sensor's command-line entry point.
 //!
 //! Subcommands (see `docs/` and `../shared/guide/CONTRACT.md`): `replay` processes capture
-//! files and exits; `inventory` prints the inventory kept in a state directory;
-//! `check-config` validates a configuration file. Exit status: 0 success,
-//! 2 usage or configuration error, 1 any other failure.
+//! files and exits; `run` is the live sensor daemon (`docs/operations.md`); `inventory`
+//! prints the inventory kept in a state directory; `check-config` validates a configuration
+//! file. Exit status: 0 success, 2 usage or configuration error, 1 any other failure.
 
+mod api;
 mod calls;
+mod client;
 mod config;
+mod findings_cmd;
 mod inventory_cmd;
+mod pipeline;
 mod replay;
+mod run;
 mod sink;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,8 +42,17 @@ struct Cli {
 enum Command {
     /// Process pcap/pcapng files (in order, as one timeline) and print a summary.
     Replay(replay::ReplayArgs),
-    /// Print the discovered inventory from a state directory (table, JSON or OpenAPI 3.1).
+    /// Run the live sensor: capture, serve the query API, keep the state, until SIGTERM.
+    ///
+    /// Captures interfaces (--interface) or VXLAN/GENEVE mirror feeds (--vxlan-listen);
+    /// SIGTERM or SIGINT drain, flush and exit 0; SIGHUP reloads the specs
+    /// (docs/operations.md).
+    Run(run::RunArgs),
+    /// Print the discovered inventory from a state directory or a running sensor (table,
+    /// JSON or OpenAPI 3.1).
     Inventory(inventory_cmd::InventoryArgs),
+    /// Print a running sensor's findings, read from its query API (table or JSON Lines).
+    Findings(findings_cmd::FindingsArgs),
     /// Validate a configuration file and report every error at once.
     CheckConfig {
         #[arg(long)]
@@ -71,7 +86,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
+        Command::Run(args) => run::run(args),
         Command::Inventory(args) => inventory_cmd::run(args),
+        Command::Findings(args) => findings_cmd::run(args),
         Command::CheckConfig { config } => match config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());

@@ -5,31 +5,25 @@
 //! nothing is copied between them; the results are merged in a fixed order, so the output
 //! does not depend on N.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use apiscope_capture::{
-    CloseReason, ConnMeta, Counters, Duration, Engine, FileSource, SourceError, StreamEvent,
-    StreamHandler, Timestamp,
-};
-use apiscope_http::{Call, HttpConfig, HttpConn, HttpStats};
-use apiscope_inventory::inventory::{BodySampler, CallFacts, Inventory};
+use apiscope_capture::{Counters, Duration, FileSource, SourceError};
+use apiscope_http::HttpStats;
 use apiscope_inventory::keyed::KeyedHasher;
-use apiscope_inventory::spec::{Spec, SpecSet};
-use apiscope_inventory::store::Store;
 use clap::Args;
 
-use crate::calls::{self, Batch, Merger, Released};
+use crate::calls::{Batch, Merger};
 use crate::config::{self, Config};
-use crate::sink::{Facts, Sink, StreamNote, DETECTOR_KEY, DETECTOR_NS};
+use crate::pipeline::{
+    self, finish_sink, open_output, sink_batch, trim_top, SinkResult, StageOptions, Stages,
+    StreamReport, BATCH, CLOSE_REASONS,
+};
+use crate::sink::{Facts, Sink};
 use crate::Failure;
-use apiscope_capture::StreamAnomaly;
-use apiscope_detector::Detector;
-use apiscope_publish::{DeliveryReport, Publisher};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -81,294 +75,6 @@ pub enum Stage {
     Http,
 }
 
-/// Per-connection statistics kept by the stream-statistics handler.
-#[derive(Debug, Default, Clone)]
-struct ConnStats {
-    bytes: [u64; 2],
-    gaps: u64,
-    gap_bytes: u64,
-    anomalies: u64,
-}
-
-/// Distinct (method, path) pairs kept for the report; more are counted in `other`.
-const MAX_REPORT_PATHS: usize = 10_000;
-
-/// Calls per (method, path): count and status classes (none, 1xx..5xx).
-#[derive(Debug, Default)]
-struct CallSummary {
-    by_path: std::collections::HashMap<(String, String), (u64, [u64; 6])>,
-    other: u64,
-}
-
-impl CallSummary {
-    fn add(&mut self, call: &Call) {
-        let class = call
-            .response
-            .as_ref()
-            .map_or(0, |r| usize::from(r.status / 100).min(5));
-        let key = (call.request.method.clone(), call.request.path().to_owned());
-        if self.by_path.len() >= MAX_REPORT_PATHS && !self.by_path.contains_key(&key) {
-            self.other += 1;
-            return;
-        }
-        let e = self.by_path.entry(key).or_default();
-        e.0 += 1;
-        e.1[class] += 1;
-    }
-
-    fn merge(&mut self, o: CallSummary) {
-        self.other += o.other;
-        for (k, (n, classes)) in o.by_path {
-            let e = self.by_path.entry(k).or_default();
-            e.0 += n;
-            for (sum, n) in e.1.iter_mut().zip(classes) {
-                *sum += n;
-            }
-        }
-    }
-}
-
-/// What one worker learned about the streams.
-#[derive(Debug, Default)]
-struct StreamReport {
-    connections: u64,
-    handshake: u64,
-    midstream: u64,
-    bytes: [u64; 2],
-    gaps: u64,
-    gap_bytes: u64,
-    anomalies: u64,
-    closes: [u64; 7],
-    /// Largest connections: (client->server, bytes to server, bytes to client, gap bytes).
-    top: Vec<(String, u64, u64, u64)>,
-    /// Filled only with `--report`.
-    calls: CallSummary,
-}
-
-const TOP: usize = 10;
-
-impl StreamHandler for StreamReport {
-    type Conn = ConnStats;
-
-    fn open(&mut self, meta: &ConnMeta) -> ConnStats {
-        self.connections += 1;
-        match meta.orientation {
-            apiscope_capture::Orientation::Handshake => self.handshake += 1,
-            apiscope_capture::Orientation::PortHeuristic => self.midstream += 1,
-        }
-        ConnStats::default()
-    }
-
-    fn event(&mut self, conn: &mut ConnStats, meta: &ConnMeta, ev: StreamEvent<'_>) {
-        match ev {
-            StreamEvent::Data { dir, data, .. } => conn.bytes[dir.index()] += data.len() as u64,
-            StreamEvent::Gap { len, .. } => {
-                conn.gaps += 1;
-                conn.gap_bytes += len;
-            }
-            StreamEvent::Anomaly { .. } => conn.anomalies += 1,
-            StreamEvent::Closed { reason, .. } => {
-                self.bytes[0] += conn.bytes[0];
-                self.bytes[1] += conn.bytes[1];
-                self.gaps += conn.gaps;
-                self.gap_bytes += conn.gap_bytes;
-                self.anomalies += conn.anomalies;
-                self.closes[close_index(reason)] += 1;
-                let name = format!("{} -> {} ({})", meta.key.src, meta.key.dst, meta.key.tunnel);
-                self.top
-                    .push((name, conn.bytes[0], conn.bytes[1], conn.gap_bytes));
-                if self.top.len() > TOP * 4 {
-                    trim_top(&mut self.top);
-                }
-            }
-        }
-    }
-}
-
-fn trim_top(top: &mut Vec<(String, u64, u64, u64)>) {
-    top.sort_by(|a, b| (b.1 + b.2).cmp(&(a.1 + a.2)).then_with(|| a.0.cmp(&b.0)));
-    top.truncate(TOP);
-}
-
-const CLOSE_REASONS: [CloseReason; 7] = [
-    CloseReason::Fin,
-    CloseReason::Rst,
-    CloseReason::IdleTimeout,
-    CloseReason::LifetimeTimeout,
-    CloseReason::Reused,
-    CloseReason::Evicted,
-    CloseReason::EndOfCapture,
-];
-
-fn close_index(r: CloseReason) -> usize {
-    CLOSE_REASONS.iter().position(|c| *c == r).unwrap_or(0)
-}
-
-impl StreamReport {
-    fn merge(&mut self, o: StreamReport) {
-        self.connections += o.connections;
-        self.handshake += o.handshake;
-        self.midstream += o.midstream;
-        for i in 0..2 {
-            self.bytes[i] += o.bytes[i];
-        }
-        self.gaps += o.gaps;
-        self.gap_bytes += o.gap_bytes;
-        self.anomalies += o.anomalies;
-        for i in 0..self.closes.len() {
-            self.closes[i] += o.closes[i];
-        }
-        self.top.extend(o.top);
-        trim_top(&mut self.top);
-        self.calls.merge(o.calls);
-    }
-}
-
-/// Per-connection state of the replay pipeline: stream statistics and the HTTP parser.
-struct PipeConn {
-    stats: ConnStats,
-    /// Boxed, so flow-table entries stay small (the parser state is ~0.5 KB); absent with
-    /// `--stage capture`.
-    http: Option<Box<HttpConn>>,
-    /// This connection's entry in `Pipeline::pending`.
-    pending: Option<Timestamp>,
-}
-
-/// The worker's stream handler: stream statistics, then HTTP, then serialised calls.
-struct Pipeline {
-    report: StreamReport,
-    http_cfg: HttpConfig,
-    http_stats: HttpStats,
-    scratch: Vec<Call>,
-    /// Calls serialised since the last batch went to the writer.
-    lines: Batch<Facts>,
-    write_calls: bool,
-    /// Body sampler, when the inventory runs (its facts go with each call).
-    sampler: Option<BodySampler>,
-    /// Keys the principal hashes in the facts (the state directory's secret, if any).
-    hasher: KeyedHasher,
-    /// False with `--stage capture`: streams are counted, not parsed.
-    parse_http: bool,
-    /// Keep the per-path summary for `--report`.
-    summarize: bool,
-    calls: u64,
-    /// Oldest unfinished request per connection: (time, connection id).
-    pending: BTreeSet<(Timestamp, u64)>,
-}
-
-impl Pipeline {
-    fn new(
-        http_cfg: HttpConfig,
-        write_calls: bool,
-        sampler: Option<BodySampler>,
-        hasher: KeyedHasher,
-        parse_http: bool,
-        summarize: bool,
-    ) -> Self {
-        Pipeline {
-            report: StreamReport::default(),
-            http_cfg,
-            http_stats: HttpStats::default(),
-            scratch: Vec::new(),
-            lines: Batch::default(),
-            write_calls,
-            sampler,
-            hasher,
-            parse_http,
-            summarize,
-            calls: 0,
-            pending: BTreeSet::new(),
-        }
-    }
-
-    /// No call still to come from this worker starts before this.
-    fn watermark(&self, now: Timestamp, slack: Duration) -> Timestamp {
-        let floor = Timestamp::from_nanos(now.as_nanos().saturating_sub(slack.as_nanos()));
-        match self.pending.first() {
-            Some(&(t, _)) => t.min(floor),
-            None => floor,
-        }
-    }
-}
-
-impl StreamHandler for Pipeline {
-    type Conn = PipeConn;
-
-    fn open(&mut self, meta: &ConnMeta) -> PipeConn {
-        let certain = meta.orientation == apiscope_capture::Orientation::Handshake;
-        PipeConn {
-            stats: self.report.open(meta),
-            http: self
-                .parse_http
-                .then(|| Box::new(HttpConn::new(&self.http_cfg, certain))),
-            pending: None,
-        }
-    }
-
-    fn event(&mut self, conn: &mut PipeConn, meta: &ConnMeta, ev: StreamEvent<'_>) {
-        self.report.event(&mut conn.stats, meta, ev);
-        let Some(http) = conn.http.as_mut() else {
-            return;
-        };
-        let (cfg, stats, out) = (&self.http_cfg, &mut self.http_stats, &mut self.scratch);
-        match ev {
-            StreamEvent::Data { dir, ts, data } => http.on_data(cfg, dir, ts, data, out, stats),
-            StreamEvent::Gap { dir, ts, len } => http.on_gap(cfg, dir, ts, len, out, stats),
-            StreamEvent::Closed { ts, .. } => http.on_close(cfg, ts, out, stats),
-            StreamEvent::Anomaly { ts, kind, .. } => {
-                if self.sampler.is_some() && kind == StreamAnomaly::OverlapMismatch {
-                    let (client, server) = if http.roles_swapped() {
-                        (meta.key.dst, meta.key.src)
-                    } else {
-                        (meta.key.src, meta.key.dst)
-                    };
-                    self.lines.stream_notes.push(StreamNote {
-                        client: client.ip,
-                        server,
-                        ts,
-                        what: "overlap_mismatch",
-                    });
-                }
-            }
-        }
-        let swapped = http.roles_swapped();
-        for mut call in self.scratch.drain(..) {
-            self.calls += 1;
-            if self.summarize {
-                self.report.calls.add(&call);
-            }
-            if !self.write_calls && self.sampler.is_none() {
-                continue;
-            }
-            self.lines.push(&call, meta, swapped, self.write_calls);
-            if let Some(s) = self.sampler.as_mut() {
-                let (_, client, server, _, _) = calls::key_of(&call, meta, swapped);
-                let req = &call.request;
-                let sample = s.sample(req.host(), &req.method, req.path());
-                let facts = CallFacts::extract(&mut call, client, server, sample, &self.hasher);
-                self.lines.set_facts(facts);
-            }
-        }
-        let earliest = match ev {
-            StreamEvent::Closed { .. } => None,
-            _ => http.earliest_pending(),
-        };
-        if earliest != conn.pending {
-            if let Some(t) = conn.pending {
-                self.pending.remove(&(t, meta.id));
-            }
-            if let Some(t) = earliest {
-                self.pending.insert((t, meta.id));
-            }
-            conn.pending = earliest;
-        }
-    }
-
-    fn conn_memory(&self, conn: &PipeConn) -> usize {
-        conn.http.as_ref().map_or(0, |h| h.memory())
-    }
-}
-
 /// What one worker returns.
 struct WorkerResult {
     counters: Counters,
@@ -378,9 +84,6 @@ struct WorkerResult {
     /// Files that ended early (truncated or damaged), as warnings.
     warnings: Vec<String>,
 }
-
-/// Calls sent to the merger per batch.
-const BATCH: usize = 1024;
 
 struct WorkerCtx<'a> {
     files: &'a [PathBuf],
@@ -396,25 +99,23 @@ struct WorkerCtx<'a> {
 }
 
 fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
-    let handler = Pipeline::new(
-        w.cfg.http_config(),
+    let mut engine = pipeline::new_engine(
+        w.cfg,
         w.write_calls,
-        w.inventory.then(|| BodySampler::new(&w.cfg.inventory)),
-        w.hasher.clone(),
+        w.inventory,
+        w.hasher,
         w.stage == Stage::Http,
         w.report,
-    );
-    let mut engine = Engine::new(w.cfg.engine(), handler).with_shard(w.shard, w.shards);
+    )
+    .with_shard(w.shard, w.shards);
     let slack = Duration::from_millis(w.cfg.output.reorder_slack_ms);
     let mut warnings = Vec::new();
-    let send = |engine: &mut Engine<Pipeline>, last: bool| {
+    let send = |engine: &mut apiscope_capture::Engine<pipeline::Pipeline>, last: bool| {
         let Some(tx) = &w.calls_tx else { return };
         let now = engine.now();
-        let h = engine.handler_mut();
-        let watermark = (!last).then(|| h.watermark(now, slack));
-        let mut batch = std::mem::take(&mut h.lines);
-        batch.worker = w.shard as usize;
-        batch.watermark = watermark;
+        let batch = engine
+            .handler_mut()
+            .take_batch(w.shard as usize, now, slack, None, last);
         // A closed receiver means the writer failed; it reports that itself.
         let _ = tx.send(batch);
     };
@@ -452,102 +153,6 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
     })
 }
 
-/// What the sink thread hands back.
-struct SinkResult {
-    out_of_order: u64,
-    inventory: Option<Inventory>,
-    detector: Option<Detector>,
-    /// What the publisher delivered, and its counters, when it ran.
-    delivery: Option<(DeliveryReport, Vec<(String, u64)>)>,
-    publish_errors: (u64, Option<String>),
-    flushes: u64,
-}
-
-/// The specs of `--spec` (any host their `servers` name) and of `[[spec]]` entries.
-pub fn load_specs(files: &[PathBuf], cfg: &Config) -> Result<Option<SpecSet>, Failure> {
-    let mut set = SpecSet::new();
-    let entries = files
-        .iter()
-        .map(|f| (f.clone(), Vec::new()))
-        .chain(cfg.specs.iter().map(|e| (e.file.clone(), e.hosts.clone())));
-    for (file, hosts) in entries {
-        let spec = Spec::load(&file).map_err(|e| Failure::Usage(format!("--spec: {e}")))?;
-        for w in &spec.warnings {
-            eprintln!(
-                "apiscope: warning: {}: {}: {}",
-                file.display(),
-                w.pointer,
-                w.message
-            );
-        }
-        set.add(spec, &hosts);
-    }
-    Ok((!set.is_empty()).then_some(set))
-}
-
-/// The detector, with its findings and baselines from the state store when there is one.
-fn open_detector(
-    cfg: &Config,
-    hasher: &KeyedHasher,
-    store: Option<&Store>,
-) -> Result<Detector, Failure> {
-    let mut det = Detector::new(cfg.detector.clone(), hasher.clone());
-    let saved = match store {
-        Some(s) => s
-            .get_blob(DETECTOR_NS, DETECTOR_KEY)
-            .context("reading the detector state")?,
-        None => None,
-    };
-    if let Some(bytes) = saved {
-        let loaded = serde_json::from_slice(&bytes)
-            .map_err(anyhow::Error::from)
-            .and_then(|v| det.load(&v).map_err(anyhow::Error::from));
-        match loaded {
-            Ok(0) => {}
-            Ok(n) => eprintln!("apiscope: warning: {n} parts of the saved detector state were skipped"),
-            Err(e) => eprintln!("apiscope: warning: the saved detector state could not be read ({e:#}); detections start afresh"),
-        }
-    }
-    Ok(det)
-}
-
-/// A new inventory, or the one saved in the state directory `state`, and the open store.
-pub fn open_inventory(
-    cfg: &Config,
-    specs: Option<SpecSet>,
-    state: Option<&std::path::Path>,
-) -> Result<(Option<Inventory>, Option<Store>), Failure> {
-    let mut inv = Inventory::new(cfg.inventory.clone(), specs);
-    let Some(dir) = state else {
-        return Ok((Some(inv), None));
-    };
-    let store = Store::open(dir, &cfg.state.store)
-        .with_context(|| format!("opening the state directory {}", dir.display()))?;
-    let records = store
-        .load_current()
-        .with_context(|| format!("reading the state in {}", dir.display()))?;
-    let skipped = inv.restore(&records);
-    if skipped > 0 {
-        eprintln!(
-            "apiscope: warning: {skipped} saved endpoints could not be read back from {} and start afresh",
-            dir.display()
-        );
-    }
-    Ok((Some(inv), Some(store)))
-}
-
-fn open_output(path: &std::path::Path) -> anyhow::Result<Box<dyn Write + Send>> {
-    if path.as_os_str() == "-" {
-        return Ok(Box::new(std::io::BufWriter::with_capacity(
-            1 << 16,
-            std::io::stdout(),
-        )));
-    }
-    let f =
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(Box::new(std::io::BufWriter::with_capacity(1 << 16, f)))
-}
-
 pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let cfg = match &args.config {
         Some(p) => config::load(p).map_err(|e| Failure::Usage(e.join("\n")))?,
@@ -574,39 +179,24 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             || args.report
             || args.kafka.is_some()
             || !cfg.publish.brokers.is_empty());
-    let (inventory, store) = if want_inventory {
-        let specs = load_specs(&args.specs, &cfg)?;
-        open_inventory(&cfg, specs, args.state.as_deref())?
-    } else {
-        (None, None)
-    };
-    let hasher = store
-        .as_ref()
-        .map_or_else(KeyedHasher::random, |s| KeyedHasher::new(&s.secret_key()));
-    let mut publish_cfg = cfg.publish.clone();
-    if let Some(b) = &args.kafka {
-        publish_cfg.brokers = b.clone();
-    }
-    let kafka = !publish_cfg.brokers.is_empty();
-    let want_findings = args.findings.is_some() || args.state.is_some() || args.report || kafka;
-    let detector = (inventory.is_some() && want_findings && cfg.detector.enabled)
-        .then(|| open_detector(&cfg, &hasher, store.as_ref()))
-        .transpose()?;
+    let Stages {
+        inventory,
+        store,
+        hasher,
+        detector,
+        publisher,
+        publish_cfg,
+    } = pipeline::open_stages(
+        &cfg,
+        StageOptions {
+            specs: &args.specs,
+            state: args.state.as_deref(),
+            kafka: args.kafka.as_deref(),
+            inventory: want_inventory,
+            findings: args.findings.is_some() || args.report,
+        },
+    )?;
     let findings_out = args.findings.as_deref().map(open_output).transpose()?;
-    let publisher = if kafka && inventory.is_some() {
-        let errors = publish_cfg.validate();
-        if !errors.is_empty() {
-            return Err(Failure::Usage(format!(
-                "[publish] {}",
-                errors.join("\n[publish] ")
-            )));
-        }
-        let p = Publisher::from_config(&publish_cfg, args.state.as_deref())
-            .context("starting the Kafka publisher")?;
-        Some(p)
-    } else {
-        None
-    };
     let delivery_wait = std::time::Duration::from_secs(publish_cfg.delivery_wait_secs);
     let flush_every = Duration::from_secs(cfg.state.flush_interval_secs);
     let started = Instant::now();
@@ -624,28 +214,10 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                     publisher,
                     flush_every,
                 );
-                for mut b in rx {
-                    for n in b.stream_notes.drain(..) {
-                        sink.stream_anomaly(&n);
-                    }
-                    m.push(b, &mut |r: Released<'_, Facts>| sink.call(r))?;
+                for b in rx {
+                    sink_batch(&mut sink, &mut m, b)?;
                 }
-                m.finish(&mut |r: Released<'_, Facts>| sink.call(r))?;
-                let flushes = sink.flushes;
-                let publish_errors = (sink.publish_errors, sink.first_publish_error.take());
-                let (inventory, detector, publisher) = sink.finish()?;
-                let delivery = publisher.map(|p| {
-                    let counters = p.counters();
-                    (p.close(delivery_wait), counters)
-                });
-                Ok(SinkResult {
-                    out_of_order: m.out_of_order,
-                    inventory,
-                    detector,
-                    flushes,
-                    delivery,
-                    publish_errors,
-                })
+                finish_sink(sink, m, delivery_wait)
             })
         });
         let handles: Vec<_> = (0..threads as u64)

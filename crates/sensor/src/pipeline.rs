@@ -1,0 +1,590 @@
+//! The pipeline shared by `replay` and `run`: the worker's stream handler ([`Pipeline`]:
+//! stream statistics, HTTP, calls serialised with the facts the inventory needs), the batch a
+//! worker hands to the sink thread, the stages behind the sink (inventory, state store,
+//! detector, publisher) and the sink thread's steps (merge, finish).
+//!
+//! `replay` and `run` differ only in where frames come from and when time moves: `replay`
+//! reads the files on every worker and keeps its shard; `run` hands each worker its frames
+//! over a queue and adds a wall-clock tick (see `run.rs`).
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use apiscope_capture::{
+    CloseReason, ConnMeta, Duration, Engine, StreamAnomaly, StreamEvent, StreamHandler, Timestamp,
+};
+use apiscope_detector::Detector;
+use apiscope_http::{Call, HttpConfig, HttpConn, HttpStats};
+use apiscope_inventory::inventory::{BodySampler, CallFacts, Inventory};
+use apiscope_inventory::keyed::KeyedHasher;
+use apiscope_inventory::spec::{Spec, SpecSet};
+use apiscope_inventory::store::Store;
+use apiscope_publish::{DeliveryReport, PublishConfig, Publisher};
+
+use crate::calls::{self, Batch, Merger, Released};
+use crate::config::Config;
+use crate::sink::{Facts, Sink, StreamNote, DETECTOR_KEY, DETECTOR_NS};
+use crate::Failure;
+
+/// Per-connection statistics kept by the stream-statistics handler.
+#[derive(Debug, Default, Clone)]
+pub struct ConnStats {
+    pub bytes: [u64; 2],
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    pub anomalies: u64,
+}
+
+/// Distinct (method, path) pairs kept for the report; more are counted in `other`.
+const MAX_REPORT_PATHS: usize = 10_000;
+
+/// Calls per (method, path): count and status classes (none, 1xx..5xx).
+#[derive(Debug, Default)]
+pub struct CallSummary {
+    pub by_path: std::collections::HashMap<(String, String), (u64, [u64; 6])>,
+    pub other: u64,
+}
+
+impl CallSummary {
+    fn add(&mut self, call: &Call) {
+        let class = call
+            .response
+            .as_ref()
+            .map_or(0, |r| usize::from(r.status / 100).min(5));
+        let key = (call.request.method.clone(), call.request.path().to_owned());
+        if self.by_path.len() >= MAX_REPORT_PATHS && !self.by_path.contains_key(&key) {
+            self.other += 1;
+            return;
+        }
+        let e = self.by_path.entry(key).or_default();
+        e.0 += 1;
+        e.1[class] += 1;
+    }
+
+    fn merge(&mut self, o: CallSummary) {
+        self.other += o.other;
+        for (k, (n, classes)) in o.by_path {
+            let e = self.by_path.entry(k).or_default();
+            e.0 += n;
+            for (sum, n) in e.1.iter_mut().zip(classes) {
+                *sum += n;
+            }
+        }
+    }
+}
+
+/// What one worker learned about the streams.
+#[derive(Debug, Default)]
+pub struct StreamReport {
+    pub connections: u64,
+    pub handshake: u64,
+    pub midstream: u64,
+    pub bytes: [u64; 2],
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    pub anomalies: u64,
+    pub closes: [u64; 7],
+    /// Largest connections: (client->server, bytes to server, bytes to client, gap bytes).
+    pub top: Vec<(String, u64, u64, u64)>,
+    /// Filled only with `--report`.
+    pub calls: CallSummary,
+}
+
+const TOP: usize = 10;
+
+impl StreamHandler for StreamReport {
+    type Conn = ConnStats;
+
+    fn open(&mut self, meta: &ConnMeta) -> ConnStats {
+        self.connections += 1;
+        match meta.orientation {
+            apiscope_capture::Orientation::Handshake => self.handshake += 1,
+            apiscope_capture::Orientation::PortHeuristic => self.midstream += 1,
+        }
+        ConnStats::default()
+    }
+
+    fn event(&mut self, conn: &mut ConnStats, meta: &ConnMeta, ev: StreamEvent<'_>) {
+        match ev {
+            StreamEvent::Data { dir, data, .. } => conn.bytes[dir.index()] += data.len() as u64,
+            StreamEvent::Gap { len, .. } => {
+                conn.gaps += 1;
+                conn.gap_bytes += len;
+            }
+            StreamEvent::Anomaly { .. } => conn.anomalies += 1,
+            StreamEvent::Closed { reason, .. } => {
+                self.bytes[0] += conn.bytes[0];
+                self.bytes[1] += conn.bytes[1];
+                self.gaps += conn.gaps;
+                self.gap_bytes += conn.gap_bytes;
+                self.anomalies += conn.anomalies;
+                self.closes[close_index(reason)] += 1;
+                let name = format!("{} -> {} ({})", meta.key.src, meta.key.dst, meta.key.tunnel);
+                self.top
+                    .push((name, conn.bytes[0], conn.bytes[1], conn.gap_bytes));
+                if self.top.len() > TOP * 4 {
+                    trim_top(&mut self.top);
+                }
+            }
+        }
+    }
+}
+
+pub fn trim_top(top: &mut Vec<(String, u64, u64, u64)>) {
+    top.sort_by(|a, b| (b.1 + b.2).cmp(&(a.1 + a.2)).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(TOP);
+}
+
+pub const CLOSE_REASONS: [CloseReason; 7] = [
+    CloseReason::Fin,
+    CloseReason::Rst,
+    CloseReason::IdleTimeout,
+    CloseReason::LifetimeTimeout,
+    CloseReason::Reused,
+    CloseReason::Evicted,
+    CloseReason::EndOfCapture,
+];
+
+pub fn close_index(r: CloseReason) -> usize {
+    CLOSE_REASONS.iter().position(|c| *c == r).unwrap_or(0)
+}
+
+impl StreamReport {
+    pub fn merge(&mut self, o: StreamReport) {
+        self.connections += o.connections;
+        self.handshake += o.handshake;
+        self.midstream += o.midstream;
+        for i in 0..2 {
+            self.bytes[i] += o.bytes[i];
+        }
+        self.gaps += o.gaps;
+        self.gap_bytes += o.gap_bytes;
+        self.anomalies += o.anomalies;
+        for i in 0..self.closes.len() {
+            self.closes[i] += o.closes[i];
+        }
+        self.top.extend(o.top);
+        trim_top(&mut self.top);
+        self.calls.merge(o.calls);
+    }
+}
+
+/// Per-connection state of the pipeline: stream statistics and the HTTP parser.
+pub struct PipeConn {
+    stats: ConnStats,
+    /// Boxed, so flow-table entries stay small (the parser state is ~0.5 KB); absent with
+    /// `--stage capture`.
+    http: Option<Box<HttpConn>>,
+    /// This connection's entry in `Pipeline::pending`.
+    pending: Option<Timestamp>,
+}
+
+/// The worker's stream handler: stream statistics, then HTTP, then serialised calls.
+pub struct Pipeline {
+    pub report: StreamReport,
+    http_cfg: HttpConfig,
+    pub http_stats: HttpStats,
+    scratch: Vec<Call>,
+    /// Calls serialised since the last batch went to the writer.
+    pub lines: Batch<Facts>,
+    write_calls: bool,
+    /// Body sampler, when the inventory runs (its facts go with each call).
+    sampler: Option<BodySampler>,
+    /// Keys the principal hashes in the facts (the state directory's secret, if any).
+    hasher: KeyedHasher,
+    /// False with `--stage capture`: streams are counted, not parsed.
+    parse_http: bool,
+    /// Keep the per-path summary for `--report`.
+    summarize: bool,
+    pub calls: u64,
+    /// Oldest unfinished request per connection: (time, connection id).
+    pending: BTreeSet<(Timestamp, u64)>,
+}
+
+impl Pipeline {
+    pub fn new(
+        http_cfg: HttpConfig,
+        write_calls: bool,
+        sampler: Option<BodySampler>,
+        hasher: KeyedHasher,
+        parse_http: bool,
+        summarize: bool,
+    ) -> Self {
+        Pipeline {
+            report: StreamReport::default(),
+            http_cfg,
+            http_stats: HttpStats::default(),
+            scratch: Vec::new(),
+            lines: Batch::default(),
+            write_calls,
+            sampler,
+            hasher,
+            parse_http,
+            summarize,
+            calls: 0,
+            pending: BTreeSet::new(),
+        }
+    }
+
+    /// No call still to come from this worker starts before this: the oldest request still
+    /// waiting for its response, or `now - slack` for requests not yet begun. With
+    /// `max_wait`, a request waiting longer than that no longer holds the others back (the
+    /// live sensor must not hold every call while one server takes minutes to answer); its
+    /// call, when it comes, is counted as out of order.
+    pub fn watermark(
+        &self,
+        now: Timestamp,
+        slack: Duration,
+        max_wait: Option<Duration>,
+    ) -> Timestamp {
+        let floor = Timestamp::from_nanos(now.as_nanos().saturating_sub(slack.as_nanos()));
+        match self.pending.first() {
+            Some(&(t, _)) => {
+                let held = t.min(floor);
+                match max_wait {
+                    Some(w) => held
+                        .max(Timestamp::from_nanos(
+                            now.as_nanos().saturating_sub(w.as_nanos()),
+                        ))
+                        .min(floor),
+                    None => held,
+                }
+            }
+            None => floor,
+        }
+    }
+
+    /// Takes the calls serialised since the last batch, stamped for the merger: `worker`, and
+    /// the watermark at capture time `now` (`None` when `last`: this worker is done).
+    pub fn take_batch(
+        &mut self,
+        worker: usize,
+        now: Timestamp,
+        slack: Duration,
+        max_wait: Option<Duration>,
+        last: bool,
+    ) -> Batch<Facts> {
+        let watermark = (!last).then(|| self.watermark(now, slack, max_wait));
+        let mut batch = std::mem::take(&mut self.lines);
+        batch.worker = worker;
+        batch.watermark = watermark;
+        batch
+    }
+
+    /// Requests waiting for their responses, over all connections.
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+impl StreamHandler for Pipeline {
+    type Conn = PipeConn;
+
+    fn open(&mut self, meta: &ConnMeta) -> PipeConn {
+        let certain = meta.orientation == apiscope_capture::Orientation::Handshake;
+        PipeConn {
+            stats: self.report.open(meta),
+            http: self
+                .parse_http
+                .then(|| Box::new(HttpConn::new(&self.http_cfg, certain))),
+            pending: None,
+        }
+    }
+
+    fn event(&mut self, conn: &mut PipeConn, meta: &ConnMeta, ev: StreamEvent<'_>) {
+        self.report.event(&mut conn.stats, meta, ev);
+        let Some(http) = conn.http.as_mut() else {
+            return;
+        };
+        let (cfg, stats, out) = (&self.http_cfg, &mut self.http_stats, &mut self.scratch);
+        match ev {
+            StreamEvent::Data { dir, ts, data } => http.on_data(cfg, dir, ts, data, out, stats),
+            StreamEvent::Gap { dir, ts, len } => http.on_gap(cfg, dir, ts, len, out, stats),
+            StreamEvent::Closed { ts, .. } => http.on_close(cfg, ts, out, stats),
+            StreamEvent::Anomaly { ts, kind, .. } => {
+                if self.sampler.is_some() && kind == StreamAnomaly::OverlapMismatch {
+                    let (client, server) = if http.roles_swapped() {
+                        (meta.key.dst, meta.key.src)
+                    } else {
+                        (meta.key.src, meta.key.dst)
+                    };
+                    self.lines.stream_notes.push(StreamNote {
+                        client: client.ip,
+                        server,
+                        ts,
+                        what: "overlap_mismatch",
+                    });
+                }
+            }
+        }
+        let swapped = http.roles_swapped();
+        for mut call in self.scratch.drain(..) {
+            self.calls += 1;
+            if self.summarize {
+                self.report.calls.add(&call);
+            }
+            if !self.write_calls && self.sampler.is_none() {
+                continue;
+            }
+            self.lines.push(&call, meta, swapped, self.write_calls);
+            if let Some(s) = self.sampler.as_mut() {
+                let (_, client, server, _, _) = calls::key_of(&call, meta, swapped);
+                let req = &call.request;
+                let sample = s.sample(req.host(), &req.method, req.path());
+                let facts = CallFacts::extract(&mut call, client, server, sample, &self.hasher);
+                self.lines.set_facts(facts);
+            }
+        }
+        let earliest = match ev {
+            StreamEvent::Closed { .. } => None,
+            _ => http.earliest_pending(),
+        };
+        if earliest != conn.pending {
+            if let Some(t) = conn.pending {
+                self.pending.remove(&(t, meta.id));
+            }
+            if let Some(t) = earliest {
+                self.pending.insert((t, meta.id));
+            }
+            conn.pending = earliest;
+        }
+    }
+
+    fn conn_memory(&self, conn: &PipeConn) -> usize {
+        conn.http.as_ref().map_or(0, |h| h.memory())
+    }
+}
+
+/// Calls sent to the merger per batch.
+pub const BATCH: usize = 1024;
+
+/// The specs of `--spec` (any host their `servers` name) and of `[[spec]]` entries.
+pub fn load_specs(files: &[PathBuf], cfg: &Config) -> Result<Option<SpecSet>, Failure> {
+    let mut set = SpecSet::new();
+    let entries = files
+        .iter()
+        .map(|f| (f.clone(), Vec::new()))
+        .chain(cfg.specs.iter().map(|e| (e.file.clone(), e.hosts.clone())));
+    for (file, hosts) in entries {
+        let spec = Spec::load(&file).map_err(|e| Failure::Usage(format!("--spec: {e}")))?;
+        for w in &spec.warnings {
+            eprintln!(
+                "apiscope: warning: {}: {}: {}",
+                file.display(),
+                w.pointer,
+                w.message
+            );
+        }
+        set.add(spec, &hosts);
+    }
+    Ok((!set.is_empty()).then_some(set))
+}
+
+/// The detector, with its findings and baselines from the state store when there is one.
+pub fn open_detector(
+    cfg: &Config,
+    hasher: &KeyedHasher,
+    store: Option<&Store>,
+) -> Result<Detector, Failure> {
+    let mut det = Detector::new(cfg.detector.clone(), hasher.clone());
+    let saved = match store {
+        Some(s) => s
+            .get_blob(DETECTOR_NS, DETECTOR_KEY)
+            .context("reading the detector state")?,
+        None => None,
+    };
+    if let Some(bytes) = saved {
+        let loaded = serde_json::from_slice(&bytes)
+            .map_err(anyhow::Error::from)
+            .and_then(|v| det.load(&v).map_err(anyhow::Error::from));
+        match loaded {
+            Ok(0) => {}
+            Ok(n) => eprintln!("apiscope: warning: {n} parts of the saved detector state were skipped"),
+            Err(e) => eprintln!("apiscope: warning: the saved detector state could not be read ({e:#}); detections start afresh"),
+        }
+    }
+    Ok(det)
+}
+
+/// A new inventory, or the one saved in the state directory `state`, and the open store.
+pub fn open_inventory(
+    cfg: &Config,
+    specs: Option<SpecSet>,
+    state: Option<&std::path::Path>,
+) -> Result<(Option<Inventory>, Option<Store>), Failure> {
+    let mut inv = Inventory::new(cfg.inventory.clone(), specs);
+    let Some(dir) = state else {
+        return Ok((Some(inv), None));
+    };
+    let store = Store::open(dir, &cfg.state.store)
+        .with_context(|| format!("opening the state directory {}", dir.display()))?;
+    let records = store
+        .load_current()
+        .with_context(|| format!("reading the state in {}", dir.display()))?;
+    let skipped = inv.restore(&records);
+    if skipped > 0 {
+        eprintln!(
+            "apiscope: warning: {skipped} saved endpoints could not be read back from {} and start afresh",
+            dir.display()
+        );
+    }
+    Ok((Some(inv), Some(store)))
+}
+
+pub fn open_output(path: &std::path::Path) -> anyhow::Result<Box<dyn Write + Send>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stdout(),
+        )));
+    }
+    let f =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Box::new(std::io::BufWriter::with_capacity(1 << 16, f)))
+}
+
+/// The stages behind the sink thread, opened as the options ask.
+pub struct Stages {
+    pub inventory: Option<Inventory>,
+    pub store: Option<Store>,
+    /// Keys the principal hashes (the state directory's secret, else a random key).
+    pub hasher: KeyedHasher,
+    pub detector: Option<Detector>,
+    pub publisher: Option<Publisher>,
+    /// `[publish]` with `--kafka` applied.
+    pub publish_cfg: PublishConfig,
+}
+
+/// What the command asks of the stages.
+#[derive(Debug, Clone, Copy)]
+pub struct StageOptions<'a> {
+    /// `--spec` files (with the configuration's `[[spec]]` entries).
+    pub specs: &'a [PathBuf],
+    /// `--state DIR`.
+    pub state: Option<&'a Path>,
+    /// `--kafka BROKERS` (overrides `publish.brokers`).
+    pub kafka: Option<&'a str>,
+    /// Whether the inventory runs at all.
+    pub inventory: bool,
+    /// Whether findings are wanted besides Kafka and the state (`--findings`, a report, a
+    /// query API).
+    pub findings: bool,
+}
+
+/// Opens the inventory (reloaded from the state directory), the detector (with its saved
+/// state) and the publisher, as `o` asks.
+pub fn open_stages(cfg: &Config, o: StageOptions<'_>) -> Result<Stages, Failure> {
+    let (inventory, store) = if o.inventory {
+        let specs = load_specs(o.specs, cfg)?;
+        open_inventory(cfg, specs, o.state)?
+    } else {
+        (None, None)
+    };
+    let hasher = store
+        .as_ref()
+        .map_or_else(KeyedHasher::random, |s| KeyedHasher::new(&s.secret_key()));
+    let mut publish_cfg = cfg.publish.clone();
+    if let Some(b) = o.kafka {
+        publish_cfg.brokers = b.to_owned();
+    }
+    let kafka = !publish_cfg.brokers.is_empty();
+    let want_findings = o.findings || o.state.is_some() || kafka;
+    let detector = (inventory.is_some() && want_findings && cfg.detector.enabled)
+        .then(|| open_detector(cfg, &hasher, store.as_ref()))
+        .transpose()?;
+    let publisher = if kafka && inventory.is_some() {
+        let errors = publish_cfg.validate();
+        if !errors.is_empty() {
+            return Err(Failure::Usage(format!(
+                "[publish] {}",
+                errors.join("\n[publish] ")
+            )));
+        }
+        let p = Publisher::from_config(&publish_cfg, o.state)
+            .context("starting the Kafka publisher")?;
+        Some(p)
+    } else {
+        None
+    };
+    Ok(Stages {
+        inventory,
+        store,
+        hasher,
+        detector,
+        publisher,
+        publish_cfg,
+    })
+}
+
+/// Hands one worker batch to the sink: its stream notes to the detector, its calls to the
+/// merger, which passes on, in request-time order, those no worker can still precede.
+pub fn sink_batch(
+    sink: &mut Sink,
+    merger: &mut Merger<Facts>,
+    mut b: Batch<Facts>,
+) -> anyhow::Result<()> {
+    for n in b.stream_notes.drain(..) {
+        sink.stream_anomaly(&n);
+    }
+    merger.push(b, &mut |r: Released<'_, Facts>| sink.call(r))
+}
+
+/// What the sink thread hands back at the end.
+pub struct SinkResult {
+    pub out_of_order: u64,
+    pub inventory: Option<Inventory>,
+    pub detector: Option<Detector>,
+    /// What the publisher delivered, and its counters, when it ran.
+    pub delivery: Option<(DeliveryReport, Vec<(String, u64)>)>,
+    pub publish_errors: (u64, Option<String>),
+    pub flushes: u64,
+}
+
+/// After every worker's last batch: releases the calls still held, runs the detector's
+/// end-of-input checks, flushes the calls and the state, and closes the publisher, waiting up
+/// to `delivery_wait` for delivery.
+pub fn finish_sink(
+    mut sink: Sink,
+    mut merger: Merger<Facts>,
+    delivery_wait: std::time::Duration,
+) -> anyhow::Result<SinkResult> {
+    merger.finish(&mut |r: Released<'_, Facts>| sink.call(r))?;
+    let flushes = sink.flushes;
+    let publish_errors = (sink.publish_errors, sink.first_publish_error.take());
+    let (inventory, detector, publisher) = sink.finish()?;
+    let delivery = publisher.map(|p| {
+        let counters = p.counters();
+        (p.close(delivery_wait), counters)
+    });
+    Ok(SinkResult {
+        out_of_order: merger.out_of_order,
+        inventory,
+        detector,
+        flushes,
+        delivery,
+        publish_errors,
+    })
+}
+
+/// A new worker engine running the pipeline: the HTTP stage when `parse_http`, calls
+/// serialised when `write_calls`, facts for the inventory when `inventory`.
+pub fn new_engine(
+    cfg: &Config,
+    write_calls: bool,
+    inventory: bool,
+    hasher: &KeyedHasher,
+    parse_http: bool,
+    summarize: bool,
+) -> Engine<Pipeline> {
+    let handler = Pipeline::new(
+        cfg.http_config(),
+        write_calls,
+        inventory.then(|| BodySampler::new(&cfg.inventory)),
+        hasher.clone(),
+        parse_http,
+        summarize,
+    );
+    Engine::new(cfg.engine(), handler)
+}
