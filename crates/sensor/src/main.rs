@@ -1,9 +1,10 @@
 //! `apiscope`: the passive API discovery sensor's command-line entry point.
 //!
 //! Subcommands (see `docs/` and `../shared/guide/CONTRACT.md`): `replay` processes capture
-//! files and exits; `run` is the live sensor daemon (`docs/operations.md`); `inventory`
-//! prints the inventory kept in a state directory; `check-config` validates a configuration
-//! file. Exit status: 0 success, 2 usage or configuration error, 1 any other failure.
+//! files and exits; `run` is the live sensor daemon (`docs/operations.md`) with the query API
+//! (`docs/api.md`); `inventory` prints the inventory kept in a state directory or served by
+//! a running sensor; `findings` prints a running sensor's findings; `check-config` validates
+//! a configuration file. Exit status: 0 success, 2 usage or configuration error, 1 any other failure.
 
 mod api;
 mod calls;
