@@ -162,39 +162,15 @@ pub fn print_table(out: &mut impl Write, findings: &[Value]) -> std::io::Result<
             ]
         })
         .collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    // Keep long endpoints from pushing the summary off screen.
-    widths[3] = widths[3].min(60);
-    let line = |out: &mut dyn Write, cells: &[&str]| -> std::io::Result<()> {
-        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
-            if i > 0 {
-                out.write_all(b"  ")?;
-            }
-            let shown: String = if c.chars().count() > *w {
-                c.chars().take(w.saturating_sub(1)).chain(['…']).collect()
-            } else {
-                (*c).to_owned()
-            };
-            if i == 5 {
-                write!(out, "{shown:>w$}", w = *w)?;
-            } else if i + 1 == cells.len() {
-                write!(out, "{shown}")?;
-            } else {
-                write!(out, "{shown:<w$}", w = *w)?;
-            }
-        }
-        writeln!(out)
-    };
-    line(out, &headers)?;
-    for r in &rows {
-        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
-        line(out, &cells)?;
-    }
+    crate::table::write(
+        out,
+        &headers,
+        &rows,
+        crate::table::Layout {
+            right_aligned: 5,
+            capped: (3, 60),
+        },
+    )?;
     writeln!(out, "{} findings", rows.len())
 }
 

@@ -363,41 +363,15 @@ pub fn print_table(out: &mut impl Write, endpoints: &[Value]) -> std::io::Result
             time(&e["last_seen"]),
         ]);
     }
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    // Keep long paths from pushing everything off screen.
-    widths[2] = widths[2].min(60);
-    let line = |out: &mut dyn Write, cells: &[&str]| -> std::io::Result<()> {
-        let mut first = true;
-        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
-            if !first {
-                out.write_all(b"  ")?;
-            }
-            first = false;
-            let shown: String = if c.chars().count() > *w {
-                c.chars().take(w.saturating_sub(1)).chain(['…']).collect()
-            } else {
-                (*c).to_owned()
-            };
-            if i == 3 {
-                write!(out, "{shown:>w$}", w = *w)?;
-            } else if i + 1 == cells.len() {
-                write!(out, "{shown}")?;
-            } else {
-                write!(out, "{shown:<w$}", w = *w)?;
-            }
-        }
-        writeln!(out)
-    };
-    line(out, &headers)?;
-    for r in &rows {
-        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
-        line(out, &cells)?;
-    }
+    crate::table::write(
+        out,
+        &headers,
+        &rows,
+        crate::table::Layout {
+            right_aligned: 3,
+            capped: (2, 60),
+        },
+    )?;
     writeln!(out, "{} endpoints", rows.len())
 }
 

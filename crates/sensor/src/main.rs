@@ -16,6 +16,7 @@ mod pipeline;
 mod replay;
 mod run;
 mod sink;
+mod table;
 mod view;
 
 use std::path::PathBuf;
