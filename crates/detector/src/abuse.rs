@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 use crate::config::{BolaConfig, StuffingConfig};
 use crate::detector::Ctx;
 use crate::finding::{owasp, Draft, FindingKind, Severity, Update};
-use crate::util::{hash_parts, ip_key, is_2xx, push_unique, IdSet, NS_PER_SEC};
+use crate::util::{
+    hash_parts, ip_key, is_2xx, push_unique, sweep_full, IdSet, SweepGate, NS_PER_SEC,
+};
 use crate::Detector;
 
 /// Weight of a closed window in a login endpoint's usual failures per window.
@@ -104,6 +106,7 @@ pub(crate) struct BolaState {
     actors: FxHashMap<(u64, u64), BolaActor>,
     owners: FxHashMap<u64, Owner>,
     endpoints: FxHashMap<u64, Revisits>,
+    gate: SweepGate,
 }
 
 impl BolaState {
@@ -210,6 +213,7 @@ struct LoginEndpoint {
 pub(crate) struct StuffingState {
     sources: FxHashMap<IpAddr, Source>,
     endpoints: FxHashMap<u64, LoginEndpoint>,
+    gate: SweepGate,
 }
 
 impl StuffingState {
@@ -346,6 +350,7 @@ impl ScanClient {
 #[derive(Debug, Default)]
 pub(crate) struct ScanState {
     clients: FxHashMap<IpAddr, ScanClient>,
+    gate: SweepGate,
 }
 
 impl ScanState {
@@ -382,9 +387,10 @@ impl Detector {
             actors,
             owners,
             endpoints,
+            gate,
         } = &mut self.bola;
         if !actors.contains_key(&key) && actors.len() >= cfg.max_actors {
-            actors.retain(|_, a| now.saturating_sub(a.start) <= window);
+            sweep_full(actors, gate, now, window, |a| a.start);
             if actors.len() >= cfg.max_actors {
                 self.stats.bola_actors_dropped += 1;
                 return;
@@ -590,8 +596,7 @@ impl Detector {
         let mut source_hit = None;
         if known || failure {
             if !known && st.sources.len() >= cfg.max_sources {
-                st.sources
-                    .retain(|_, s| now.saturating_sub(s.start) <= window);
+                sweep_full(&mut st.sources, &mut st.gate, now, window, |s| s.start);
             }
             if !known && st.sources.len() >= cfg.max_sources {
                 self.stats.stuffing_sources_dropped += 1;
@@ -826,7 +831,7 @@ impl Detector {
             None if !nf => return,
             None => {
                 if clients.len() >= cfg.max_clients {
-                    clients.retain(|_, s| now.saturating_sub(s.start) <= window);
+                    sweep_full(clients, &mut self.scanning.gate, now, window, |s| s.start);
                 }
                 if clients.len() >= cfg.max_clients {
                     self.stats.scanning_clients_dropped += 1;

@@ -1087,6 +1087,30 @@ fn bounds_are_counted() {
 }
 
 #[test]
+fn full_tables_refuse_live_entries_and_admit_after_expiry() {
+    let mut cfg = DetectorConfig::default();
+    cfg.scanning.max_clients = 2;
+    cfg.bola_enumeration.max_actors = 2;
+    let mut r = Rig::new(cfg);
+    // Two clients fill both tables; the next ones are refused while those are live.
+    for (t, i) in [(0u64, 1u8), (10, 2), (20, 3), (30, 4), (40, 5)] {
+        let client = format!("192.0.2.{i}:1000");
+        r.send(t, &client, &ex(&format!("GET /nothing/{i}x"), 404));
+        r.send(t + 1, &client, &ex(&format!("GET /api/v2/users/{i}"), 200));
+    }
+    let stats: BTreeMap<&str, u64> = r.det.stats().into_iter().collect();
+    assert_eq!(stats["detector_scanning_clients_dropped"], 3);
+    assert_eq!(stats["detector_bola_actors_dropped"], 3);
+    // Past both windows (300 s and 600 s) the first two have expired: a new client gets in.
+    let late = 601_000;
+    r.send(late, "192.0.2.6:1000", &ex("GET /nothing/6x", 404));
+    r.send(late + 1, "192.0.2.6:1000", &ex("GET /api/v2/users/6", 200));
+    let stats: BTreeMap<&str, u64> = r.det.stats().into_iter().collect();
+    assert_eq!(stats["detector_scanning_clients_dropped"], 3);
+    assert_eq!(stats["detector_bola_actors_dropped"], 3);
+}
+
+#[test]
 fn object_owners_survive_a_restart() {
     let mut r = Rig::new(DetectorConfig::default());
     owners(&mut r);

@@ -137,3 +137,95 @@ mod tests {
         assert_ne!(hash_parts(&[b"ab", b"c"]), hash_parts(&[b"a", b"bc"]));
     }
 }
+
+/// When a windowed table at its cap may sweep out expired entries before refusing a new one.
+///
+/// Sweeping is a scan of the whole table, so sweeping before every refused insert makes a
+/// table full of live entries cost O(cap) per call (a busy link with more actors than the cap
+/// slowed the whole sink down by half). A sweep is due only once the oldest entry the last
+/// sweep kept may have expired, and at most 16 times per window.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SweepGate {
+    next: u64,
+}
+
+impl SweepGate {
+    /// True when a sweep at `now` may find something expired.
+    pub fn due(&self, now: u64) -> bool {
+        now >= self.next
+    }
+
+    /// Records a sweep at `now` that kept entries started at `oldest` and later (`None`: the
+    /// table is empty); entries expire `window` after their start.
+    pub fn swept(&mut self, now: u64, oldest: Option<u64>, window: u64) {
+        let expiry = oldest.map_or(now, |s| s.saturating_add(window).saturating_add(1));
+        self.next = expiry.max(now.saturating_add(window / 16));
+    }
+}
+
+/// Before refusing a new entry to a full `map`: removes the entries expired at `now` (started
+/// more than `window` before it), when `gate` says a sweep is due.
+pub(crate) fn sweep_full<K, V, S>(
+    map: &mut std::collections::HashMap<K, V, S>,
+    gate: &mut SweepGate,
+    now: u64,
+    window: u64,
+    start: impl Fn(&V) -> u64,
+) {
+    if !gate.due(now) {
+        return;
+    }
+    let mut oldest: Option<u64> = None;
+    map.retain(|_, v| {
+        let s = start(v);
+        let keep = now.saturating_sub(s) <= window;
+        if keep {
+            oldest = Some(oldest.map_or(s, |o| o.min(s)));
+        }
+        keep
+    });
+    gate.swept(now, oldest, window);
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    #[test]
+    fn sweep_gate_waits_for_the_oldest_entry_and_a_sixteenth_of_the_window() {
+        let mut g = SweepGate::default();
+        assert!(g.due(0));
+        // Kept entries start at 100 and later; window 1000: nothing can expire before 1101.
+        g.swept(500, Some(100), 1000);
+        assert!(!g.due(501));
+        assert!(!g.due(1100));
+        assert!(g.due(1101));
+        // The oldest already near expiry: still no more than 16 sweeps per window.
+        g.swept(2000, Some(1000), 1000);
+        assert!(!g.due(2001));
+        assert!(!g.due(2000 + 1000 / 16 - 1));
+        assert!(g.due(2000 + 1000 / 16));
+        // Empty after the sweep: the next insert will not hit the cap soon, but may sweep.
+        g.swept(3000, None, 1000);
+        assert!(g.due(3000 + 1000 / 16));
+    }
+
+    #[test]
+    fn sweep_full_removes_only_expired_entries_and_skips_when_not_due() {
+        let mut m: std::collections::HashMap<u32, u64> =
+            (0..10).map(|i| (i, u64::from(i) * 10)).collect();
+        let mut g = SweepGate::default();
+        sweep_full(&mut m, &mut g, 1045, 1000, |s| *s);
+        // Started at 0, 10, 20, 30, 40 expired (1045 - s > 1000).
+        assert_eq!(m.len(), 5);
+        m.insert(99, 0); // an old entry slipped in: not swept until the gate opens
+        sweep_full(&mut m, &mut g, 1046, 1000, |s| *s);
+        assert_eq!(m.len(), 6);
+        // The oldest kept (50) expires at 1051, but sweeps are 1000 / 16 apart: due at 1107.
+        sweep_full(&mut m, &mut g, 1106, 1000, |s| *s);
+        assert_eq!(m.len(), 6);
+        m.insert(98, 200);
+        sweep_full(&mut m, &mut g, 1107, 1000, |s| *s);
+        assert_eq!(m.len(), 1);
+    }
+}
