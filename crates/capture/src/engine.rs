@@ -107,8 +107,15 @@ impl Hasher for PassThrough {
 
 type KeyMap = HashMap<Keyed, u32, BuildHasherDefault<PassThrough>>;
 
-/// Estimated bytes of one flow-table entry besides its buffers.
-const FLOW_OVERHEAD: usize = std::mem::size_of::<NormKey>() + 384;
+/// Estimated bytes of one flow besides its buffers and its consumer's heap: its slot, its
+/// entries in the two key maps (hashbrown keeps a control byte per bucket and at most 7/8 of
+/// its buckets full, and doubles: up to about 2.3 buckets per entry, 2 on average) and its
+/// place in the free list.
+const fn flow_overhead<S>() -> usize {
+    std::mem::size_of::<Option<Flow<S>>>()
+        + 2 * 2 * (std::mem::size_of::<(Keyed, u32)>() + 1)
+        + std::mem::size_of::<u32>()
+}
 /// Slots sampled when choosing a flow to evict.
 const EVICTION_SAMPLES: usize = 8;
 /// How often (in capture time) the table is swept for timeouts.
@@ -153,14 +160,23 @@ pub struct Engine<H: StreamHandler> {
 
 impl<H: StreamHandler> Engine<H> {
     pub fn new(cfg: EngineConfig, handler: H) -> Self {
+        // The tables are sized once for the most flows the caps allow, so they never grow by
+        // doubling (a rehash holds the old and the new table at once) and the estimate of
+        // `memory_use` stays an upper bound of what they touch: untouched capacity costs
+        // address space, not memory.
+        let most = cfg
+            .flow
+            .max_flows
+            .min(cfg.flow.memcap_bytes / flow_overhead::<H::Conn>())
+            .max(1);
         Engine {
             decoder: Decoder::new(cfg.decode.clone()),
             frags: FragTable::new(cfg.frag.clone()),
             cfg,
-            slots: Vec::new(),
+            slots: Vec::with_capacity(most),
             free: Vec::new(),
-            index: KeyMap::default(),
-            loose: KeyMap::default(),
+            index: KeyMap::with_capacity_and_hasher(most, Default::default()),
+            loose: KeyMap::with_capacity_and_hasher(most, Default::default()),
             counters: Counters::default(),
             handler,
             ooo_bytes: 0,
@@ -211,13 +227,16 @@ impl<H: StreamHandler> Engine<H> {
 
     /// Estimated memory held by the flow table, buffers and consumer state.
     pub fn memory(&self) -> usize {
-        self.index.len() * FLOW_OVERHEAD + self.ooo_bytes + self.frags.memory() + self.user_mem
+        self.index.len() * flow_overhead::<H::Conn>()
+            + self.ooo_bytes
+            + self.frags.memory()
+            + self.user_mem
     }
 
     /// [`Engine::memory`] by part, for metrics.
     pub fn memory_use(&self) -> MemoryUse {
         MemoryUse {
-            flows: self.index.len() * FLOW_OVERHEAD,
+            flows: self.index.len() * flow_overhead::<H::Conn>(),
             reassembly: self.ooo_bytes,
             fragments: self.frags.memory(),
             consumer: self.user_mem,
@@ -472,7 +491,9 @@ impl<H: StreamHandler> Engine<H> {
                 break;
             }
         }
-        while self.memory() + FLOW_OVERHEAD > self.cfg.flow.memcap_bytes && !self.index.is_empty() {
+        while self.memory() + flow_overhead::<H::Conn>() > self.cfg.flow.memcap_bytes
+            && !self.index.is_empty()
+        {
             if !self.evict(None, true) {
                 break;
             }
@@ -496,6 +517,8 @@ impl<H: StreamHandler> Engine<H> {
         self.next_id += 1;
         self.counters.flows_created += 1;
         let user = self.handler.open(&meta);
+        let user_mem = self.handler.conn_memory(&user);
+        self.user_mem += user_mem;
         let flow = Flow {
             meta,
             halves: [
@@ -505,7 +528,7 @@ impl<H: StreamHandler> Engine<H> {
             last_seen: self.now,
             closed: false,
             user: Some(user),
-            user_mem: 0,
+            user_mem,
             alias: None,
         };
         let slot = match self.free.pop() {
@@ -841,6 +864,41 @@ mod tests {
         }
         e.finish();
         e.into_handler().0
+    }
+
+    /// A consumer whose connections each hold 1000 bytes from their first packet.
+    struct Heavy;
+
+    impl StreamHandler for Heavy {
+        type Conn = ();
+        fn open(&mut self, _: &ConnMeta) {}
+        fn event(&mut self, _: &mut (), _: &ConnMeta, _: StreamEvent<'_>) {}
+        fn conn_memory(&self, _: &()) -> usize {
+            1000
+        }
+    }
+
+    #[test]
+    fn consumer_memory_is_counted_from_the_syn_against_the_memcap() {
+        let per_flow = flow_overhead::<()>() + 1000;
+        let mut cfg = EngineConfig::default();
+        cfg.flow.memcap_bytes = 10 * per_flow;
+        let mut e = Engine::new(cfg, Heavy);
+        for i in 0..20u16 {
+            let mut f = frame(true, 100, 0, SYN, b"");
+            f[20..22].copy_from_slice(&(30000 + i).to_be_bytes());
+            e.process(
+                Timestamp::from_secs(1),
+                Some(LinkType::Raw),
+                &f,
+                f.len() as u32,
+            );
+        }
+        let m = e.memory_use();
+        assert_eq!(e.flows(), 10);
+        assert_eq!(m.consumer, 10 * 1000);
+        assert!(e.memory() <= 10 * per_flow);
+        assert_eq!(e.counters().flows_evicted_memcap, 10);
     }
 
     #[test]

@@ -353,8 +353,22 @@ impl StreamHandler for Pipeline {
     }
 
     fn conn_memory(&self, conn: &PipeConn) -> usize {
-        conn.http.as_ref().map_or(0, |h| h.memory())
+        // The parser's box, in the allocator's size class, and what it holds (the rest of
+        // `PipeConn` is in the flow's slot).
+        conn.http.as_ref().map_or(0, |h| {
+            size_class(std::mem::size_of::<HttpConn>()) + h.memory()
+        })
     }
+}
+
+/// `n` rounded up as a size-segregated allocator (mimalloc) does: to the next eighth of
+/// its power of two.
+fn size_class(n: usize) -> usize {
+    if n <= 64 {
+        return n.next_multiple_of(8);
+    }
+    let step = n.next_power_of_two() / 8;
+    n.next_multiple_of(step)
 }
 
 /// Calls sent to the merger per batch.

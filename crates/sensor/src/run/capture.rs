@@ -5,8 +5,9 @@
 //! [`Engine::with_shard`](apiscope_capture::Engine::with_shard) decides it, so both directions
 //! of a connection meet on one worker even when mirrored under different ids), and copies it
 //! into that worker's pending batch. Frames that are not TCP over IP, or are IP fragments
-//! (whose ports only the reassembled datagram shows), go to worker 0. A batch is handed over
-//! when it holds `run.batch_max_frames` frames or `run.batch_max_bytes` bytes, or
+//! (whose ports only the reassembled datagram shows), go to worker 0. A batch's buffer is
+//! allocated once, `run.batch_max_bytes` long, and never grows; it is handed over when it
+//! holds `run.batch_max_frames` frames, when the next frame would not fit, or
 //! `run.batch_max_delay_ms` after the last hand-over; when the worker's queue is full the batch
 //! is dropped and counted (`apiscope_capture_queue_drops_total`): the capture never waits, so
 //! the kernel buffer does not overflow behind a slow worker.
@@ -144,7 +145,19 @@ impl Router {
         self.bytes += data.len() as u64;
         self.newest = self.newest.max(ts);
         let w = self.shard(link, data, wire_len);
+        // A batch's buffer is allocated once at its full size and never grows: the bytes a
+        // worker's queue holds are at most `queue_max_batches` × `batch_max_bytes` (or one
+        // frame, when a single frame is larger).
+        if !self.pending[w].frames.is_empty()
+            && self.pending[w].data.len() + data.len() > self.limits.max_bytes
+        {
+            self.send(w, false);
+        }
         let b = &mut self.pending[w];
+        if b.data.capacity() == 0 {
+            b.data.reserve_exact(self.limits.max_bytes.max(data.len()));
+            b.frames.reserve_exact(self.limits.max_frames);
+        }
         let start = u32::try_from(b.data.len()).unwrap_or(u32::MAX);
         b.data.extend_from_slice(data);
         b.frames.push(Frame {
@@ -424,5 +437,42 @@ mod tests {
         assert_eq!(ip.src, "10.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(ip.ctx.tunnel.id, 42);
         assert_eq!(ip.ctx.tunnel.kind, apiscope_capture::TunnelKind::Vxlan);
+    }
+
+    #[test]
+    fn batches_never_grow_past_batch_max_bytes() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1000);
+        let telemetry = Arc::new(Telemetry::new(vec!["test".into()], 1, 1000, 4));
+        let limits = BatchLimits {
+            max_frames: 1000,
+            max_bytes: 10_000,
+            max_delay: StdDuration::from_secs(3600),
+        };
+        let mut r = Router::new(DecodeConfig::default(), vec![tx], limits, telemetry, 0);
+        let frame = vec![0u8; 1500];
+        for i in 0..100u64 {
+            r.route(Timestamp::from_nanos(i), Some(LinkType::Raw), &frame, 1500);
+        }
+        // A frame larger than a whole batch still goes, alone.
+        r.route(
+            Timestamp::from_nanos(100),
+            Some(LinkType::Raw),
+            &[0u8; 30_000],
+            30_000,
+        );
+        r.send(0, true);
+        drop(r);
+        let batches: Vec<Frames> = rx.iter().collect();
+        let frames: usize = batches.iter().map(|b| b.frames.len()).sum();
+        assert_eq!(frames, 101);
+        // Sixteen batches of six 1500-byte frames (in 10,000 bytes), then the last four.
+        assert_eq!(batches.len(), 18);
+        for (i, b) in batches[..17].iter().enumerate() {
+            assert_eq!(b.frames.len(), if i < 16 { 6 } else { 4 });
+            assert_eq!(b.data.capacity(), 10_000);
+        }
+        let last = batches.last().unwrap();
+        assert_eq!(last.frames.len(), 1);
+        assert_eq!(last.data.capacity(), 30_000);
     }
 }
