@@ -10,8 +10,7 @@
 //! `flow.memcap_bytes`, a connection is evicted: of a few sampled slots, the one idle the
 //! longest (sampling with a fixed seed keeps replays deterministic).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use hashbrown::HashTable;
 
 use serde::Deserialize;
 
@@ -81,41 +80,80 @@ struct Keyed {
     key: NormKey,
 }
 
-impl Hash for Keyed {
-    fn hash<S: Hasher>(&self, state: &mut S) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// Passes a precomputed hash through (`Keyed` writes exactly one `u64`).
+/// Flow slots by key: a hashbrown table of slot numbers (four bytes and a control byte a
+/// bucket), each compared through the flow in its slot. Every entry's hash is its flow's
+/// `meta.hash`, so the table can rehash from the slots.
 #[derive(Debug, Default)]
-struct PassThrough(u64);
+struct SlotMap(HashTable<u32>);
 
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
+impl SlotMap {
+    fn get<S>(
+        &self,
+        slots: &[Option<Flow<S>>],
+        hash: u64,
+        eq: impl Fn(&Flow<S>) -> bool,
+    ) -> Option<u32> {
         self.0
+            .find(hash, |&s| slots[s as usize].as_ref().is_some_and(&eq))
+            .copied()
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+
+    /// Points the entry of the flows `eq` matches at `slot`, adding it if there is none.
+    fn insert<S>(
+        &mut self,
+        slots: &[Option<Flow<S>>],
+        hash: u64,
+        slot: u32,
+        eq: impl Fn(&Flow<S>) -> bool,
+    ) {
+        let same = |&s: &u32| s != slot && slots[s as usize].as_ref().is_some_and(&eq);
+        match self.0.find_mut(hash, same) {
+            Some(v) => *v = slot,
+            None => {
+                self.0.insert_unique(hash, slot, |&s| {
+                    slots[s as usize].as_ref().map_or(0, |f| f.meta.hash)
+                });
+            }
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+
+    /// Removes the entries (with this `hash`) that point at `slot`.
+    fn remove(&mut self, hash: u64, slot: u32) {
+        while let Ok(e) = self.0.find_entry(hash, |&s| s == slot) {
+            e.remove();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Bytes held: all buckets, used or not (removals leave tombstones, and a table that
+    /// churns may double with fewer entries than buckets).
+    fn bytes(&self) -> usize {
+        match self.0.capacity() {
+            0 => 0,
+            c => (c * 8 / 7).next_power_of_two() * (std::mem::size_of::<u32>() + 1),
+        }
     }
 }
 
-type KeyMap = HashMap<Keyed, u32, BuildHasherDefault<PassThrough>>;
-
-/// Estimated bytes of one flow besides its buffers and its consumer's heap: its slot, its
-/// entries in the two key maps (hashbrown keeps a control byte per bucket and at most 7/8 of
-/// its buckets full, and doubles: up to about 2.3 buckets per entry, 2 on average) and its
-/// place in the free list.
-const fn flow_overhead<S>() -> usize {
-    std::mem::size_of::<Option<Flow<S>>>()
-        + 2 * 2 * (std::mem::size_of::<(Keyed, u32)>() + 1)
-        + std::mem::size_of::<u32>()
+/// Bytes of one flow's slot and its place in the free list.
+const fn slot_bytes<S>() -> usize {
+    std::mem::size_of::<Option<Flow<S>>>() + std::mem::size_of::<u32>()
 }
+
+/// What a new flow may add besides its buffers and its consumer's heap: its slot and, for
+/// each of the two key maps, up to three buckets (hashbrown keeps a control byte per bucket,
+/// at most 7/8 of them full, and doubles).
+const fn flow_overhead<S>() -> usize {
+    slot_bytes::<S>() + 2 * 3 * (std::mem::size_of::<u32>() + 1)
+}
+
 /// Slots sampled when choosing a flow to evict.
 const EVICTION_SAMPLES: usize = 8;
 /// How often (in capture time) the table is swept for timeouts.
@@ -143,10 +181,10 @@ pub struct Engine<H: StreamHandler> {
     frags: FragTable,
     slots: Vec<Option<Flow<H::Conn>>>,
     free: Vec<u32>,
-    index: KeyMap,
+    index: SlotMap,
     /// Flows by their key without tunnel id and VLAN, to join the two
     /// directions of a connection mirrored by different sessions (see `join_asymmetric`).
-    loose: KeyMap,
+    loose: SlotMap,
     counters: Counters,
     handler: H,
     ooo_bytes: usize,
@@ -160,14 +198,14 @@ pub struct Engine<H: StreamHandler> {
 
 impl<H: StreamHandler> Engine<H> {
     pub fn new(cfg: EngineConfig, handler: H) -> Self {
-        // The tables are sized once for the most flows the caps allow, so they never grow by
-        // doubling (a rehash holds the old and the new table at once) and the estimate of
-        // `memory_use` stays an upper bound of what they touch: untouched capacity costs
-        // address space, not memory.
+        // The slot vector is sized once for the most flows the two caps allow, so it never
+        // doubles (untouched capacity is address space, not memory: slots fill from the
+        // front). The key maps grow as usual: pre-sized, they would scatter a few flows over
+        // every page of a table sized for the cap.
         let most = cfg
             .flow
             .max_flows
-            .min(cfg.flow.memcap_bytes / flow_overhead::<H::Conn>())
+            .min(cfg.flow.memcap_bytes / slot_bytes::<H::Conn>())
             .max(1);
         Engine {
             decoder: Decoder::new(cfg.decode.clone()),
@@ -175,8 +213,8 @@ impl<H: StreamHandler> Engine<H> {
             cfg,
             slots: Vec::with_capacity(most),
             free: Vec::new(),
-            index: KeyMap::with_capacity_and_hasher(most, Default::default()),
-            loose: KeyMap::with_capacity_and_hasher(most, Default::default()),
+            index: SlotMap::default(),
+            loose: SlotMap::default(),
             counters: Counters::default(),
             handler,
             ooo_bytes: 0,
@@ -227,16 +265,20 @@ impl<H: StreamHandler> Engine<H> {
 
     /// Estimated memory held by the flow table, buffers and consumer state.
     pub fn memory(&self) -> usize {
-        self.index.len() * flow_overhead::<H::Conn>()
-            + self.ooo_bytes
-            + self.frags.memory()
-            + self.user_mem
+        self.flow_table_bytes() + self.ooo_bytes + self.frags.memory() + self.user_mem
+    }
+
+    /// The slots in use and both key maps.
+    fn flow_table_bytes(&self) -> usize {
+        (self.slots.len() - self.free.len()) * slot_bytes::<H::Conn>()
+            + self.index.bytes()
+            + self.loose.bytes()
     }
 
     /// [`Engine::memory`] by part, for metrics.
     pub fn memory_use(&self) -> MemoryUse {
         MemoryUse {
-            flows: self.index.len() * flow_overhead::<H::Conn>(),
+            flows: self.flow_table_bytes(),
             reassembly: self.ooo_bytes,
             fragments: self.frags.memory(),
             consumer: self.user_mem,
@@ -347,7 +389,7 @@ impl<H: StreamHandler> Engine<H> {
         let pure_syn = flags.syn && !flags.ack;
 
         let keyed = Keyed { hash, key: nk };
-        let slot = match self.index.get(&keyed).copied() {
+        let slot = match self.index.get(&self.slots, hash, |f| is_key(f, &nk)) {
             Some(slot) => {
                 let flow = self.slots[slot as usize]
                     .as_ref()
@@ -462,7 +504,10 @@ impl<H: StreamHandler> Engine<H> {
         if pure_syn {
             return None;
         }
-        let slot = *self.loose.get(&loose(keyed))?;
+        let lk = loose_key(&keyed.key);
+        let slot = self.loose.get(&self.slots, keyed.hash, |f| {
+            loose_key(&f.meta.key.normalized()) == lk
+        })?;
         let flow = self.slots[slot as usize].as_mut()?;
         let dir = usize::from(key.src != flow.meta.key.src);
         if flow.closed
@@ -473,7 +518,9 @@ impl<H: StreamHandler> Engine<H> {
             return None;
         }
         flow.alias = Some(keyed.key);
-        self.index.insert(keyed, slot);
+        let nk = keyed.key;
+        self.index
+            .insert(&self.slots, keyed.hash, slot, |f| is_key(f, &nk));
         self.counters.flows_joined_asymmetric += 1;
         Some(slot)
     }
@@ -541,9 +588,12 @@ impl<H: StreamHandler> Engine<H> {
                 (self.slots.len() - 1) as u32
             }
         };
-        let keyed = Keyed { hash, key: nk };
-        self.index.insert(keyed, slot);
-        self.loose.insert(loose(keyed), slot);
+        self.index
+            .insert(&self.slots, hash, slot, |f| is_key(f, &nk));
+        let lk = loose_key(&nk);
+        self.loose.insert(&self.slots, hash, slot, |f| {
+            loose_key(&f.meta.key.normalized()) == lk
+        });
         slot
     }
 
@@ -590,19 +640,9 @@ impl<H: StreamHandler> Engine<H> {
     fn remove(&mut self, slot: u32) {
         if let Some(flow) = self.slots[slot as usize].take() {
             debug_assert!(flow.closed, "only closed flows are removed");
-            let hash = flow.meta.hash;
-            let keyed = Keyed {
-                hash,
-                key: flow.meta.key.normalized(),
-            };
-            self.index.remove(&keyed);
-            if let Some(alias) = flow.alias {
-                self.index.remove(&Keyed { hash, key: alias });
-            }
-            let lk = loose(keyed);
-            if self.loose.get(&lk) == Some(&slot) {
-                self.loose.remove(&lk);
-            }
+            // The key and its alias; the loose entry only if it still points here.
+            self.index.remove(flow.meta.hash, slot);
+            self.loose.remove(flow.meta.hash, slot);
             self.free.push(slot);
         }
     }
@@ -740,11 +780,9 @@ impl<H: StreamHandler> Engine<H> {
     }
 }
 
-fn loose(k: Keyed) -> Keyed {
-    Keyed {
-        hash: k.hash,
-        key: loose_key(&k.key),
-    }
+/// Whether `nk` is the key of `f`, or its alias.
+fn is_key<S>(f: &Flow<S>, nk: &NormKey) -> bool {
+    f.meta.key.normalized() == *nk || f.alias.as_ref() == Some(nk)
 }
 
 fn loose_key(nk: &NormKey) -> NormKey {
