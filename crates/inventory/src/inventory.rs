@@ -210,6 +210,17 @@ pub struct CallFacts {
 }
 
 impl CallFacts {
+    /// Heap bytes held (the strings and the body prefixes), for bounds on calls in flight.
+    pub fn heap_size(&self) -> usize {
+        self.host.capacity()
+            + self.method.capacity()
+            + self.target.capacity()
+            + self.boundary.as_ref().map_or(0, String::capacity)
+            + self.body.as_ref().map_or(0, |b| {
+                std::mem::size_of::<BodyFacts>() + b.request.capacity() + b.response.capacity()
+            })
+    }
+
     /// Keeps what the inventory needs of `call` (made by `client` to `server`), moving its
     /// method and target out of it (and with `sample_bodies`, its body prefixes): call this
     /// after anything else that reads them.

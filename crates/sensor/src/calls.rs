@@ -5,8 +5,9 @@
 //! still to come can have an earlier request time (the oldest unfinished request, or the
 //! worker's capture time minus `output.reorder_slack_ms` for requests not yet begun, since
 //! capture timestamps are not strictly ordered). The [`Merger`] releases calls below the
-//! lowest watermark in key order. Holding is bounded by `output.reorder_max_calls`; a call
-//! forced out early and overtaken later is counted in `calls_out_of_order`.
+//! lowest watermark in key order. Holding is bounded by `output.reorder_max_calls` and
+//! `output.reorder_max_bytes` (the lines and the facts held); a call forced out early by a
+//! bound is counted in `calls_forced_out`, and one overtaken later in `calls_out_of_order`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -279,14 +280,28 @@ pub struct Released<'a, F> {
     pub facts: Option<F>,
 }
 
+/// What a held call's facts keep, in bytes, besides its line.
+pub trait Weigh {
+    fn weigh(&self) -> usize;
+}
+
+impl Weigh for () {
+    fn weigh(&self) -> usize {
+        0
+    }
+}
+
 /// A held call: its key, then where it is (batch slot, index in the batch).
 type Held = Reverse<(Key, u32, u32)>;
+
+/// A held call in its batch: where its line is in the batch's bytes, its facts, its weight.
+type SlotItem<F> = ((u32, u32, u32), Option<F>, usize);
 
 /// One batch whose calls are not all released.
 #[derive(Debug)]
 struct Slot<F> {
     bytes: Vec<u8>,
-    items: Vec<((u32, u32, u32), Option<F>)>,
+    items: Vec<SlotItem<F>>,
     left: usize,
 }
 
@@ -298,23 +313,37 @@ pub struct Merger<F> {
     free: Vec<u32>,
     marks: Vec<Option<Timestamp>>,
     max_held: usize,
+    max_held_bytes: usize,
     last: Option<Key>,
+    /// Bytes of the calls held (lines and facts).
+    pub held_bytes: usize,
     pub released: u64,
+    /// Released before the watermark passed them, because a bound was reached.
+    pub forced: u64,
     pub out_of_order: u64,
 }
 
-impl<F> Merger<F> {
-    pub fn new(workers: usize, max_held: usize) -> Self {
+impl<F: Weigh> Merger<F> {
+    /// Holds at most `max_held` calls and `max_held_bytes` bytes of them.
+    pub fn new(workers: usize, max_held: usize, max_held_bytes: usize) -> Self {
         Merger {
             heap: BinaryHeap::new(),
             slots: Vec::new(),
             free: Vec::new(),
             marks: vec![Some(Timestamp::ZERO); workers],
             max_held: max_held.max(1),
+            max_held_bytes,
             last: None,
+            held_bytes: 0,
             released: 0,
+            forced: 0,
             out_of_order: 0,
         }
+    }
+
+    /// Calls held now.
+    pub fn held(&self) -> usize {
+        self.heap.len()
     }
 
     /// Takes a batch and releases, in key order, every call no worker can still precede.
@@ -340,7 +369,11 @@ impl<F> Merger<F> {
             let mut items = Vec::with_capacity(n);
             for (i, it) in b.items.into_iter().enumerate() {
                 self.heap.push(Reverse((it.key, slot, i as u32)));
-                items.push((it.line, it.facts));
+                let weight = (it.line.2 - it.line.0) as usize
+                    + std::mem::size_of::<Held>()
+                    + it.facts.as_ref().map_or(0, |f| f.weigh());
+                self.held_bytes += weight;
+                items.push((it.line, it.facts, weight));
             }
             self.slots[slot as usize] = Slot {
                 bytes: b.bytes,
@@ -352,7 +385,13 @@ impl<F> Merger<F> {
         while let Some(Reverse(top)) = self.heap.peek() {
             let release = match low {
                 None => true,
-                Some(w) => top.0 .0 < w || self.heap.len() > self.max_held,
+                Some(w) if top.0 .0 < w => true,
+                Some(_) => {
+                    let over =
+                        self.heap.len() > self.max_held || self.held_bytes > self.max_held_bytes;
+                    self.forced += u64::from(over);
+                    over
+                }
             };
             if !release {
                 break;
@@ -376,6 +415,7 @@ impl<F> Merger<F> {
         let s = &mut self.slots[slot as usize];
         let it = &mut s.items[idx as usize];
         let ((start, at, end), facts) = (it.0, it.1.take());
+        self.held_bytes -= it.2;
         let r = sink(Released {
             key,
             head: &s.bytes[start as usize..at as usize],
@@ -468,7 +508,7 @@ mod tests {
             out.extend_from_slice(r.tail);
             Ok(())
         };
-        let mut m = Merger::new(2, 1000);
+        let mut m = Merger::new(2, 1000, usize::MAX);
         m.push(batch(0, &[(3, "a"), (1, "a")], Some(5)), &mut sink)
             .unwrap();
         // Worker 1 has not spoken: nothing may go out yet.
@@ -489,6 +529,37 @@ mod tests {
         assert_eq!(out, b"1a=1\n2b=2\n3a=3\n3b=3\n");
     }
 
+    /// Test facts weigh their own value.
+    impl Weigh for u64 {
+        fn weigh(&self) -> usize {
+            *self as usize
+        }
+    }
+
+    #[test]
+    fn held_bytes_are_bounded_and_forced_out() {
+        let mut out = Vec::new();
+        let mut sink = |r: Released<'_, u64>| -> Result<(), ()> {
+            out.extend_from_slice(r.head);
+            out.push(b' ');
+            Ok(())
+        };
+        // Each call weighs its line, a heap entry and its facts (its key here: 1 000 000 ×).
+        let one = |k: u64| batch(0, &[(k, "a")], Some(0));
+        let mut m = Merger::new(2, 1000, 2_500_000);
+        m.push(batch(1, &[], Some(0)), &mut sink).unwrap();
+        m.push(one(1_000_000), &mut sink).unwrap();
+        m.push(one(1_000_001), &mut sink).unwrap();
+        assert_eq!((m.released, m.forced), (0, 0), "about 2 000 000 bytes held");
+        m.push(one(1_000_002), &mut sink).unwrap();
+        assert_eq!((m.released, m.forced), (1, 1), "the oldest went out early");
+        assert!(m.held_bytes <= 2_500_000);
+        m.push(batch(0, &[], None), &mut sink).unwrap();
+        m.push(batch(1, &[], None), &mut sink).unwrap();
+        m.finish(&mut sink).unwrap();
+        assert_eq!((m.released, m.held_bytes), (3, 0));
+    }
+
     #[test]
     fn held_calls_are_bounded_and_forced_out() {
         let mut out = Vec::new();
@@ -498,7 +569,7 @@ mod tests {
             Ok(())
         };
         // Worker 1 never moves on its own: only the bound lets calls out.
-        let mut m = Merger::new(2, 2);
+        let mut m = Merger::new(2, 2, usize::MAX);
         m.push(batch(1, &[], Some(0)), &mut sink).unwrap();
         m.push(
             batch(0, &[(5, "a"), (4, "a"), (6, "a")], Some(9)),

@@ -23,6 +23,8 @@ pub struct OutputConfig {
     pub threads: usize,
     /// Calls held back to put them in request-time order (`output.reorder_max_calls`).
     pub reorder_max_calls: usize,
+    /// Bytes of those calls, lines and facts (`output.reorder_max_bytes`).
+    pub reorder_max_bytes: usize,
     /// How far capture timestamps may run backwards (`output.reorder_slack_ms`).
     pub reorder_slack_ms: u64,
 }
@@ -32,6 +34,7 @@ impl Default for OutputConfig {
         OutputConfig {
             threads: 0,
             reorder_max_calls: 200_000,
+            reorder_max_bytes: 128 << 20,
             reorder_slack_ms: 1_000,
         }
     }

@@ -548,6 +548,8 @@ pub fn sink_batch(
 /// What the sink thread hands back at the end.
 pub struct SinkResult {
     pub out_of_order: u64,
+    /// Calls released early by `output.reorder_max_calls` or `reorder_max_bytes`.
+    pub forced: u64,
     pub inventory: Option<Inventory>,
     pub detector: Option<Detector>,
     /// What the publisher delivered, and its counters, when it ran.
@@ -574,6 +576,7 @@ pub fn finish_sink(
     });
     Ok(SinkResult {
         out_of_order: merger.out_of_order,
+        forced: merger.forced,
         inventory,
         detector,
         flushes,

@@ -203,9 +203,10 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let (results, sunk) = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<Facts>>(threads * 4);
         let sink_thread = (write_calls || inventory.is_some()).then(|| {
-            let max_held = cfg.output.reorder_max_calls;
+            let (max_held, max_held_bytes) =
+                (cfg.output.reorder_max_calls, cfg.output.reorder_max_bytes);
             s.spawn(move || -> anyhow::Result<SinkResult> {
-                let mut m = Merger::new(threads, max_held);
+                let mut m = Merger::new(threads, max_held, max_held_bytes);
                 let mut sink = Sink::new(
                     calls_out,
                     inventory,
@@ -266,9 +267,15 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let mut delivery = None;
     if let Some(r) = sunk {
         let r = r?;
+        if r.forced > 0 {
+            warnings.push(format!(
+                "{} calls released before their turn by output.reorder_max_calls or reorder_max_bytes",
+                r.forced
+            ));
+        }
         if r.out_of_order > 0 {
             warnings.push(format!(
-                "{} calls written out of request-time order (raise output.reorder_max_calls)",
+                "{} calls written out of request-time order (raise output.reorder_max_calls or reorder_max_bytes)",
                 r.out_of_order
             ));
         }

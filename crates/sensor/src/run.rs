@@ -219,7 +219,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     ));
     // The first view (the inventory reloaded from the state) is there before the API answers.
     let view = SharedView::default();
-    view.set(sink.view(&telemetry.live(0, 0)));
+    view.set(sink.view(&telemetry.live::<Facts>(None)));
     let server = api::serve(
         ApiConfig {
             listen,
@@ -265,7 +265,11 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         let sink_loop = SinkLoop {
             rx: calls_rx,
             sink,
-            merger: Merger::new(threads, cfg.output.reorder_max_calls),
+            merger: Merger::new(
+                threads,
+                cfg.output.reorder_max_calls,
+                cfg.output.reorder_max_bytes,
+            ),
             telemetry: &telemetry,
             view: view.clone(),
             reload: &reload,
@@ -393,16 +397,16 @@ fn finish(
     if let (Some(path), Some(inv)) = (args.inventory.as_deref(), r.inventory.as_ref()) {
         write_inventory(path, inv)?;
     }
-    if r.out_of_order > 0 {
+    if r.out_of_order > 0 || r.forced > 0 {
         eprintln!(
-            "apiscope: warning: {} calls passed on out of request-time order",
-            r.out_of_order
+            "apiscope: warning: {} calls passed on out of request-time order, {} released early by output.reorder_max_calls or reorder_max_bytes",
+            r.out_of_order, r.forced
         );
     }
     if let (n, Some(first)) = &r.publish_errors {
         eprintln!("apiscope: warning: {n} records could not be published (first: {first})");
     }
-    let live = telemetry.live(0, 0);
+    let live = telemetry.live::<Facts>(None);
     let kernel: u64 = live.sources.iter().map(|s| s.kernel_dropped).sum();
     let own: u64 = live.sources.iter().map(|s| s.queue_dropped_frames).sum();
     let endpoints = r.inventory.as_ref().map_or(0, |i| i.endpoints().len());
@@ -583,9 +587,7 @@ impl SinkLoop<'_> {
     }
 
     fn render(&mut self) {
-        let live = self
-            .telemetry
-            .live(self.merger.released, self.merger.out_of_order);
+        let live = self.telemetry.live(Some(&self.merger));
         self.view.set(self.sink.view(&live));
     }
 }

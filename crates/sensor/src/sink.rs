@@ -29,6 +29,12 @@ use crate::view::{Metric, MetricKind, View};
 /// What the inventory needs of a call, extracted on the worker.
 pub type Facts = CallFacts;
 
+impl crate::calls::Weigh for CallFacts {
+    fn weigh(&self) -> usize {
+        std::mem::size_of::<CallFacts>() + self.heap_size()
+    }
+}
+
 /// Where the detector's state lives in the state store's blobs.
 pub const DETECTOR_NS: &str = "detector";
 pub const DETECTOR_KEY: &str = "state";
@@ -382,6 +388,9 @@ pub struct LiveMetrics {
     /// Calls the merger passed on, and those it passed on out of request-time order.
     pub calls_released: u64,
     pub calls_out_of_order: u64,
+    pub calls_forced_out: u64,
+    pub calls_held: u64,
+    pub calls_held_bytes: u64,
     /// Configuration reloads (SIGHUP) applied and refused.
     pub reloads: u64,
     pub reload_errors: u64,
@@ -597,6 +606,21 @@ impl Sink {
             "apiscope_calls_out_of_order_total",
             "Calls passed on after a later one (output.reorder_max_calls, run.reorder_max_wait_ms).",
             live.calls_out_of_order,
+        );
+        m.counter(
+            "apiscope_calls_forced_out_total",
+            "Calls released before the watermark passed them (output.reorder_max_calls, output.reorder_max_bytes).",
+            live.calls_forced_out,
+        );
+        m.gauge(
+            "apiscope_calls_held",
+            "Calls held to pass them on in request-time order.",
+            live.calls_held as f64,
+        );
+        m.gauge(
+            "apiscope_calls_held_bytes",
+            "Bytes of those calls, lines and facts (bounded by output.reorder_max_bytes).",
+            live.calls_held_bytes as f64,
         );
         if let Some(inv) = &self.inventory {
             for (name, v) in inv.counters() {

@@ -168,14 +168,19 @@ impl Telemetry {
         }
     }
 
-    /// The pipeline's metrics now; `calls_released` and `calls_out_of_order` come from the
-    /// sink thread's merger.
-    pub fn live(&self, calls_released: u64, calls_out_of_order: u64) -> LiveMetrics {
+    /// The pipeline's metrics now; `merger` is the sink thread's (none before it starts).
+    pub fn live<F: crate::calls::Weigh>(
+        &self,
+        merger: Option<&crate::calls::Merger<F>>,
+    ) -> LiveMetrics {
         let mut m = LiveMetrics {
             uptime_secs: self.started.elapsed().as_secs_f64(),
             capture_time: self.clock.latest(),
-            calls_released,
-            calls_out_of_order,
+            calls_released: merger.map_or(0, |m| m.released),
+            calls_out_of_order: merger.map_or(0, |m| m.out_of_order),
+            calls_forced_out: merger.map_or(0, |m| m.forced),
+            calls_held: merger.map_or(0, |m| m.held() as u64),
+            calls_held_bytes: merger.map_or(0, |m| m.held_bytes as u64),
             reloads: self.reloads.load(Relaxed),
             reload_errors: self.reload_errors.load(Relaxed),
             sources: self.sources.iter().map(SourceStats::snapshot).collect(),
