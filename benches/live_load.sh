@@ -31,7 +31,8 @@
 #   SENSOR_ARGS  extra `apiscope run` arguments ["--calls /dev/null"]
 #   MEM_CONFIGS  `memory` mode: names of the cap sets below ["flows mem"]
 #   MEM_CAPTURES `memory` mode: synthetic captures ["syn_flood flows_1m ooo_flows"]
-#   MEM_MODES    `memory` mode: "live" (veth, top speed) and/or "replay" ["live replay"]
+#   MEM_MODES    `memory` mode: "live" (veth) and/or "replay" ["live replay"]
+#   MEM_RATE     `memory` mode: the rate of the live replays, as in RATES [top]
 #   OUT          results, tab-separated, appended [bench-data/live_load.tsv]
 #   PORT         port of the sensor's query API inside the namespace [19770]
 set -euo pipefail
@@ -64,9 +65,15 @@ work=$(mktemp -d /tmp/apiscope-live-load.XXXXXX)
 sensor_pid='' replay_pid='' poll_pid=''
 
 cleanup() {
-  local p
+  local p ns
   for p in $poll_pid $replay_pid $sensor_pid; do
     kill -KILL "$p" 2> /dev/null || true
+  done
+  # Whatever still runs inside our namespaces was started here (tcpreplay under time(1)).
+  for ns in "$tx" "$rx"; do
+    for p in $(ip netns pids "$ns" 2> /dev/null); do
+      kill -KILL "$p" 2> /dev/null || true
+    done
   done
   ip netns del "$tx" 2> /dev/null || true
   ip netns del "$rx" 2> /dev/null || true
@@ -147,7 +154,7 @@ start_sensor() {
 # Samples the sensor every second while a replay runs, one line per sample: seconds since
 # the start, VmRSS (KiB), estimated memory (bytes), deepest worker queue, sink queue depth,
 # frames captured, own drops, frames processed, calls, busy CPU seconds of the whole machine,
-# and its user, system, softirq and steal CPU seconds.
+# its user, system, softirq and steal CPU seconds, and the connections tracked.
 poll_start() {
   : > "$work/poll"
   (
@@ -161,7 +168,7 @@ poll_start() {
             $1 ~ /^apiscope_queue_depth\{queue="sink"/ { s = $2 }
             $1 == c { cap = $2 } $1 == d { drop = $2 } $1 == "apiscope_packets_total" { p = $2 }
             $1 == "apiscope_calls_total" { k = $2 }
-            END { printf "%d %d %d %d %d %d", w, s, cap, drop, p, k }' <<< "$m") $(busy_cpu) $(cpu_split)" >> "$work/poll"
+            END { printf "%d %d %d %d %d %d", w, s, cap, drop, p, k }' <<< "$m") $(busy_cpu) $(cpu_split) $(metric apiscope_flows_active "$m")" >> "$work/poll"
       sleep 1
     done
   ) &
@@ -275,8 +282,9 @@ live_run() {
   evm=$(metric apiscope_flows_evicted_memcap_total "$m")
   idle=$(metric apiscope_flows_idle_timeout_total "$m")
   ooomem=$(metric apiscope_tcp_ooo_memcap_total "$m")
-  read -r peak_rss peak_est peak_q < <(awk '$2 > r { r = $2 } $3 > e { e = $3 } $4 > q { q = $4 }
-    END { print r + 0, e + 0, q + 0 }' "$work/poll")
+  local peak_flows
+  read -r peak_rss peak_est peak_q peak_flows < <(awk '$2 > r { r = $2 } $3 > e { e = $3 } $4 > q { q = $4 } $15 > f { f = $15 }
+    END { print r + 0, e + 0, q + 0, f + 0 }' "$work/poll")
   mkdir -p "$top/bench-data/live_load_series"
   cp "$work/poll" "$top/bench-data/live_load_series/$(date -u +%Y%m%dT%H%M%S)-${label//\//_}-t$n-$rate-x$loop.txt"
   local sensor_cpu rl tr_cpu busy_pct other_cpu
@@ -289,11 +297,11 @@ live_run() {
   # (the veth's receive path), the kernel's own threads, and any other process.
   other_cpu=$(awk -v a="$busy0" -v b="$busy1" -v t="$tr_cpu" -v s1="$cpu_at_end" -v s0="$base_cpu" \
     'BEGIN { printf "%.2f", (b - a) - t - (s1 - s0) }')
-  [ -f "$out" ] || printf 'date\tlabel\tthreads\trate\tsent\tfailed\ttx_mbps\ttx_pps\ttx_s\ttcpreplay_cpu_s\tcaptured\tkernel_drops\tif_drops\tqueue_drops\tprocessed\tcalls\tflows_created\tflows_active\tevicted_capacity\tevicted_memcap\tidle_timeout\tooo_memcap\tbase_rss_kib\tpeak_rss_kib\thwm_kib\tpeak_mem_estimate\tpeak_queue_depth\tsensor_cpu_s\tdrain_s\tsoftnet_drops\tveth\tthreads_cpu\tmachine_busy_pct\tother_cpu_s\tbackground_before\tbackground_after\n' > "$out"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  [ -f "$out" ] || printf 'date\tlabel\tthreads\trate\tsent\tfailed\ttx_mbps\ttx_pps\ttx_s\ttcpreplay_cpu_s\tcaptured\tkernel_drops\tif_drops\tqueue_drops\tprocessed\tcalls\tflows_created\tflows_active\tevicted_capacity\tevicted_memcap\tidle_timeout\tooo_memcap\tbase_rss_kib\tpeak_rss_kib\thwm_kib\tpeak_mem_estimate\tpeak_queue_depth\tsensor_cpu_s\tdrain_s\tsoftnet_drops\tveth\tthreads_cpu\tmachine_busy_pct\tother_cpu_s\tbackground_before\tbackground_after\tpeak_flows_active\n' > "$out"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$(date -u +%FT%TZ)" "$label" "$n" "$rl" "$sent" "$failed" "$mbps" "$pps" "$secs" "$tr_cpu" \
     "$captured" "$kdrop" "$ifdrop" "$qdrop" "$proc" "$calls" "$created" "$active" "$evc" "$evm" "$idle" "$ooomem" \
-    "$base_rss" "$peak_rss" "$hwm" "$peak_est" "$peak_q" "$sensor_cpu" "$drained" "$((sn1 - sn0))" "$vstats" "$threads_cpu" "$busy_pct" "$other_cpu" "$bg0" "$bg1" >> "$out"
+    "$base_rss" "$peak_rss" "$hwm" "$peak_est" "$peak_q" "$sensor_cpu" "$drained" "$((sn1 - sn0))" "$vstats" "$threads_cpu" "$busy_pct" "$other_cpu" "$bg0" "$bg1" "$peak_flows" >> "$out"
   printf '%-14s %2s %7s %9s %9s %7.1f %9s %7s %8s %7s %8s %6s %6s %6s %6s %6s %9s\n' \
     "$label" "$n" "$rl" "$sent" "$captured" "$mbps" "$kdrop" "$ifdrop" "$qdrop" "$((sn1 - sn0))" "$calls" \
     "$((base_rss / 1024))" "$((hwm / 1024))" "$peak_q" "$sensor_cpu" "$tr_cpu" "$bg0/$bg1" >&2
@@ -309,8 +317,10 @@ live_run() {
 # /usr/bin/time; a row in OUT with _replay before .tsv.
 rp_run() {
   local n=$1 cfg=$2 f=$3 label=$4 rout=${out%.tsv}_replay.tsv wall maxrss
+  # --calls and --findings: the same stages as `run` (inventory, detector, calls out).
   /usr/bin/time -f '%e %M' -o "$work/rp.time" "$bin" replay --config "$cfg" --threads "$n" \
-    --stats "$f" > /dev/null 2> "$work/rp.err" || { cat "$work/rp.err" >&2; exit 1; }
+    --calls /dev/null --findings /dev/null --stats "$f" > /dev/null 2> "$work/rp.err" ||
+    { cat "$work/rp.err" >&2; exit 1; }
   read -r wall maxrss < "$work/rp.time"
   st() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$work/rp.err"; }
   [ -f "$rout" ] || printf 'date\tlabel\tthreads\tpackets\tcalls\tflows_created\tevicted_capacity\tevicted_memcap\tidle_timeout\tooo_memcap\twall_s\tpeak_rss_kib\n' > "$rout"
@@ -395,7 +405,7 @@ case $mode in
         for n in $threads; do
           if [[ " ${MEM_MODES:-live replay} " == *" live "* ]]; then
             header
-            live_run "$n" top "$cfg" "$f" "$c/$k"
+            live_run "$n" "${MEM_RATE:-top}" "$cfg" "$f" "$c/$k"
           fi
           if [[ " ${MEM_MODES:-live replay} " == *" replay "* ]]; then
             rp_run "$n" "$cfg" "$f" "$c/$k"
