@@ -21,8 +21,8 @@ use crate::head::{
     Framing, ReqHead, ReqLine, RespHead, Scan, Start,
 };
 use crate::message::{Call, Request, Response, Version};
-use crate::socks;
 use crate::stats::HttpStats;
+use crate::{proxy, socks};
 
 /// A direction's buffer keeps its capacity between uses up to this size.
 const KEEP_BUF_CAPACITY: usize = 4096;
@@ -224,6 +224,8 @@ struct Side {
     claim: Option<u64>,
     /// This direction's SOCKS handshake is over (or was never there).
     socks_done: bool,
+    /// This direction's start was checked for a PROXY protocol header.
+    proxy_done: bool,
 }
 
 impl Side {
@@ -240,6 +242,7 @@ impl Side {
             carry: Anomalies::new(),
             claim: None,
             socks_done: false,
+            proxy_done: false,
         }
     }
 
@@ -782,6 +785,19 @@ impl HttpConn {
         stats: &mut HttpStats,
     ) -> Step {
         let cap = cfg.head_cap();
+        // A PROXY protocol header from a load balancer, before anything else the client
+        // sends (only where the stream start is known).
+        if !self.mid_stream && !self.sides[d].proxy_done && self.kind(d) == Kind::Requests {
+            match proxy::header_len(input) {
+                Scan::NeedMore if input.len() < cap => return Step::NeedMore,
+                Scan::Yes(n) => {
+                    self.sides[d].proxy_done = true;
+                    stats.proxy_headers += 1;
+                    return Step::Progress(n);
+                }
+                _ => self.sides[d].proxy_done = true,
+            }
+        }
         // A SOCKS handshake in front of HTTP (only where the stream start is known).
         if !self.mid_stream && !self.sides[d].socks_done {
             match (self.socks, self.kind(d)) {

@@ -53,6 +53,9 @@
 //! - **SOCKS**: a SOCKS 4/4a/5 handshake at the start of a connection (with a handshake
 //!   seen by the capture layer) is skipped, and what follows is judged as a stream start:
 //!   HTTP inside the tunnel is parsed, anything else gives the connection up.
+//! - **PROXY protocol**: a v1 line or v2 header that a load balancer (HAProxy, AWS NLB,
+//!   Envoy) sends before the client's first bytes is skipped and counted (`proxy_headers`)
+//!   at the start of a connection with a handshake seen.
 //! - **Lenient heads**: heads httparse rejects are re-read by a lenient parser (control bytes
 //!   in header values, non-UTF-8 or space-containing request targets, obsolete line
 //!   folding) and flagged [`Anomaly::NonConformingHead`]; exploit traffic is often exactly
@@ -99,6 +102,7 @@ mod conn;
 mod decode;
 mod head;
 mod message;
+mod proxy;
 mod socks;
 mod stats;
 

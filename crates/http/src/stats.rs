@@ -55,6 +55,9 @@ counters! {
     roles_swapped,
     /// Connections that started with a SOCKS handshake (skipped; HTTP inside is parsed).
     socks_handshakes,
+    /// Connections whose client sent a PROXY protocol header first (skipped; the HTTP after
+    /// it is parsed).
+    proxy_headers,
     /// Connections that switched protocols (101) or became a tunnel (2xx to CONNECT).
     upgraded_connections,
     /// Bytes ignored after an upgrade or CONNECT.

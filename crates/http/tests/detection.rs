@@ -232,3 +232,36 @@ fn response_before_any_request_on_a_mid_stream_connection_is_an_orphan() {
     );
     assert_eq!(o.stats.orphan_responses, 1);
 }
+
+#[test]
+fn proxy_protocol_headers_before_the_first_request_are_skipped() {
+    // Version 1 (text), as HAProxy or an AWS NLB sends it.
+    let mut first = b"PROXY TCP4 192.0.2.1 198.51.100.2 40000 80\r\n".to_vec();
+    first.extend(req("GET", "/a", &["Host: x"]));
+    let o = run(&[
+        c(first),
+        s(resp(200, b"ok")),
+        c(req("GET", "/b", &["Host: x"])),
+        s(resp(404, b"")),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("GET", "/a", Some(200)), ("GET", "/b", Some(404))])
+    );
+    assert_eq!(o.stats.proxy_headers, 1);
+    assert!(o.calls.iter().all(|c| c.anomalies.is_empty()));
+
+    // Version 2 (binary), PROXY command, TCP over IPv4.
+    let mut first = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    first.extend_from_slice(&[192, 0, 2, 1, 198, 51, 100, 2, 0x9c, 0x40, 0, 80]);
+    first.extend(req("POST", "/v2", &["Host: x", "Content-Length: 2"]));
+    first.extend_from_slice(b"hi");
+    let o = run(&[c(first), s(resp(201, b""))]);
+    assert_eq!(summary(&o.calls), sum(&[("POST", "/v2", Some(201))]));
+    assert_eq!(o.stats.proxy_headers, 1);
+
+    // A method that merely starts with P is not a PROXY header.
+    let o = run(&[c(req("PROPFIND", "/d", &["Host: x"])), s(resp(207, b""))]);
+    assert_eq!(summary(&o.calls), sum(&[("PROPFIND", "/d", Some(207))]));
+    assert_eq!(o.stats.proxy_headers, 0);
+}
