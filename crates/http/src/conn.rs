@@ -818,6 +818,20 @@ impl HttpConn {
                 _ => {}
             }
         }
+        // Empty lines before the first message (RFC 9112, section 2.2: a server ignores at
+        // least one); within the undecided scan budget.
+        let blank = input
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        if blank > 0 && self.is_http.is_none() {
+            self.undecided_skipped += blank as u64;
+            if self.undecided_skipped > cfg.undecided_scan_bytes {
+                self.give_up(stats);
+                return Step::Progress(input.len());
+            }
+            return Step::Progress(blank);
+        }
         let class = match classify_start(input) {
             Scan::NeedMore if input.len() >= cap => Scan::No,
             // Same rule as resynchronisation: a request line must fit the buffer bound.

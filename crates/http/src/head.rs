@@ -533,8 +533,8 @@ fn trim_lenient(mut b: &[u8]) -> &[u8] {
     b
 }
 
-/// Header lines up to the empty line: `token ":" value`, values with any bytes, obsolete
-/// line folding joined with a space.
+/// Header lines up to the empty line: `token ":" value` (whitespace before the colon
+/// tolerated), values with any bytes, obsolete line folding joined with a space.
 fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Vec<Header>, HeadError> {
     let mut headers: Vec<Header> = Vec::new();
     for line in lines.by_ref() {
@@ -551,7 +551,12 @@ fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Vec<Head
             .iter()
             .position(|b| *b == b':')
             .ok_or(HeadError::Unparseable)?;
-        let name = &line[..colon];
+        // Whitespace before the colon is invalid (a smuggling vector: a server rejects it, a
+        // proxy may strip it); the head is already flagged non-conforming, so keep the name.
+        let mut name = &line[..colon];
+        while let [rest @ .., b' ' | b'\t'] = name {
+            name = rest;
+        }
         if name.is_empty() || !name.iter().all(|b| is_tchar(*b)) {
             return Err(HeadError::Unparseable);
         }
@@ -1044,8 +1049,14 @@ mod tests {
             (h.target.as_str(), h.version),
             ("/a?x=1 2", Version::Http10)
         );
+        let (h, lenient) = parse_request_head(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 8).unwrap();
+        assert!(lenient);
         assert_eq!(
-            parse_request_head(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 8).unwrap_err(),
+            (h.headers[0].name.as_str(), &h.headers[0].value[..]),
+            ("Host", &b"a"[..])
+        );
+        assert_eq!(
+            parse_request_head(b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", 8).unwrap_err(),
             HeadError::Unparseable
         );
         assert_eq!(

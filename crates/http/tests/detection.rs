@@ -265,3 +265,18 @@ fn proxy_protocol_headers_before_the_first_request_are_skipped() {
     assert_eq!(summary(&o.calls), sum(&[("PROPFIND", "/d", Some(207))]));
     assert_eq!(o.stats.proxy_headers, 0);
 }
+
+#[test]
+fn empty_lines_before_the_first_request_are_ignored() {
+    // RFC 9112, section 2.2: a server ignores at least one empty line before a request-line.
+    let o = run(&[
+        c([&b"\r\n\r\n"[..], &req("GET", "/a", &["Host: x"])].concat()),
+        s(resp(200, b"")),
+    ]);
+    assert_eq!(summary(&o.calls), sum(&[("GET", "/a", Some(200))]));
+    assert_eq!(o.stats.non_http_connections, 0);
+    // Only empty lines: nothing, and nothing given up within the scan budget.
+    let o = run(&[c(b"\r\n\r\n"), close()]);
+    assert!(o.calls.is_empty());
+    assert_eq!(o.stats.non_http_connections, 0);
+}
