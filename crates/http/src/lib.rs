@@ -58,7 +58,7 @@
 //!   at the start of a connection with a handshake seen.
 //! - **Lenient heads**: heads httparse rejects are re-read by a lenient parser (control bytes
 //!   in header values, non-UTF-8 or space-containing request targets, obsolete line
-//!   folding) and flagged [`Anomaly::NonConformingHead`]; exploit traffic is often exactly
+//!   folding, whitespace before a header's colon) and flagged [`Anomaly::NonConformingHead`]; exploit traffic is often exactly
 //!   that, so it is reported rather than dropped.
 //! - **Dropped heads** (oversized, too many headers, unparseable, lost in a gap): no call, but
 //!   a dropped request still absorbs one response so later pairs stay aligned, and a dropped
