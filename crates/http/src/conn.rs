@@ -1790,6 +1790,11 @@ impl HttpConn {
             };
             self.emit(t, out, stats);
         }
+        // An idle keep-alive connection holds no queue: a million of them would otherwise
+        // keep a few hundred bytes each.
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            self.pending = VecDeque::new();
+        }
     }
 
     fn emit(&mut self, t: Txn, out: &mut Vec<Call>, stats: &mut HttpStats) {

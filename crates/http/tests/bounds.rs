@@ -273,3 +273,16 @@ fn random_soups_never_panic_and_do_not_depend_on_packet_boundaries() {
         }
     }
 }
+
+#[test]
+fn an_idle_keep_alive_connection_holds_no_queue() {
+    // A million idle connections must not each keep the request queue they once used.
+    let o = run(&[
+        c(req("GET", "/a", &["Host: x"])),
+        s(resp(200, b"ok")),
+        c(req("GET", "/b", &["Host: x"])),
+        s(resp(200, b"ok")),
+    ]);
+    assert_eq!(o.calls.len(), 2);
+    assert_eq!(o.conn.memory(), 0);
+}
