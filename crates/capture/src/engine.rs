@@ -939,6 +939,50 @@ mod tests {
         assert_eq!(e.counters().flows_evicted_memcap, 10);
     }
 
+    /// Records the capture time of each gap.
+    #[derive(Default)]
+    struct GapTimes(Vec<(u64, Timestamp)>);
+
+    impl StreamHandler for GapTimes {
+        type Conn = ();
+        fn open(&mut self, _: &ConnMeta) {}
+        fn event(&mut self, _: &mut (), _: &ConnMeta, ev: StreamEvent<'_>) {
+            if let StreamEvent::Gap { len, ts, .. } = ev {
+                self.0.push((len, ts));
+            }
+        }
+    }
+
+    #[test]
+    fn a_gap_is_dated_by_the_acknowledgment_of_its_end() {
+        let mut e = Engine::new(EngineConfig::default(), GapTimes::default());
+        let frames = [
+            (1, frame(true, 100, 0, SYN, b"")),
+            (1, frame(false, 500, 101, SYN | ACK, b"")),
+            (1, frame(true, 101, 501, ACK, b"GET /a HTTP/1.1\r\n\r\n")),
+            (2, frame(false, 501, 120, ACK, b"0123456789")),
+            // 20 bytes from the server never captured; the client acknowledges them at 3 s.
+            (3, frame(true, 120, 531, ACK, b"")),
+            (4, frame(true, 120, 531, ACK, b"GET /b HTTP/1.1\r\n\r\n")),
+            (5, frame(false, 531, 139, ACK, b"abc")),
+            // 7 more lost, but the client's acknowledgment went past them: dated at arrival.
+            (6, frame(true, 139, 545, ACK, b"")),
+            (7, frame(false, 541, 139, ACK, b"xyz")),
+        ];
+        for (t, f) in &frames {
+            e.process(
+                Timestamp::from_secs(*t),
+                Some(LinkType::Raw),
+                f,
+                f.len() as u32,
+            );
+        }
+        assert_eq!(
+            e.handler().0,
+            [(20, Timestamp::from_secs(3)), (7, Timestamp::from_secs(7))]
+        );
+    }
+
     #[test]
     fn data_after_rst_starts_a_new_connection() {
         let log = run(

@@ -120,7 +120,9 @@ pub enum StreamEvent<'a> {
         ts: Timestamp,
         data: &'a [u8],
     },
-    /// `len` bytes of `dir` were never seen; the next `Data` for `dir` follows them.
+    /// `len` bytes of `dir` were never seen; the next `Data` for `dir` follows them. `ts` is
+    /// the packet's that showed the hole, or, when the peer's latest acknowledgment is exactly
+    /// the gap's end, that acknowledgment's (earlier): the time the receiver had the bytes.
     Gap {
         dir: Direction,
         ts: Timestamp,

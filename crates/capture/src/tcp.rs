@@ -125,6 +125,8 @@ pub struct HalfStream {
     peer_ack: Option<u32>,
     /// The most recent range given up as a gap.
     last_gap: Option<(u64, u64)>,
+    /// When `peer_ack` last advanced.
+    peer_ack_ts: Timestamp,
 }
 
 impl HalfStream {
@@ -141,6 +143,7 @@ impl HalfStream {
             ooo_bytes: 0,
             peer_ack: None,
             last_gap: None,
+            peer_ack_ts: Timestamp::ZERO,
         }
     }
 
@@ -397,6 +400,13 @@ impl HalfStream {
         }
         sh.counters.tcp_gaps += 1;
         sh.counters.tcp_gap_bytes += len;
+        // When the peer acknowledged exactly up to the gap's end, it had the lost bytes by
+        // then: date the gap at that acknowledgment.
+        let end = self.next_off + len;
+        let ts = match self.peer_ack {
+            Some(a) if self.off_of(a) == end as i64 => self.peer_ack_ts.min(ts),
+            _ => ts,
+        };
         sink(StreamEvent::Gap {
             dir: self.dir,
             ts,
@@ -466,6 +476,7 @@ impl HalfStream {
             Some(cur) if (ack.wrapping_sub(cur) as i32) <= 0 => return,
             _ => self.peer_ack = Some(ack),
         }
+        self.peer_ack_ts = ts;
         self.check_ack_gap(ts, sh, sink);
         self.check_fin();
     }

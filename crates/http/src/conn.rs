@@ -294,6 +294,8 @@ pub struct HttpConn {
     /// Complete responses that arrived before any request they could answer.
     held: VecDeque<(Response, Anomalies, usize)>,
     queued_bytes: usize,
+    /// When a gap last cost the response side a message boundary (see `skip_lost_responses`).
+    resp_lost_at: Option<Timestamp>,
     next_id: u64,
     next_seq: u64,
     undecided_skipped: u64,
@@ -343,6 +345,7 @@ impl HttpConn {
             pending: VecDeque::new(),
             held: VecDeque::new(),
             queued_bytes: 0,
+            resp_lost_at: None,
             next_id: 0,
             next_seq: 0,
             undecided_skipped: 0,
@@ -446,6 +449,9 @@ impl HttpConn {
             }
             State::Body(BodyState::Close) => self.body_gap(d, len, ts, stats),
             State::ConnectWait | State::Tunnel => {}
+        }
+        if kind == Kind::Responses && matches!(self.sides[d].state, State::Resync { .. }) {
+            self.resp_lost_at = Some(ts);
         }
     }
 
@@ -1339,6 +1345,18 @@ impl HttpConn {
             }
             return Step::Progress(end);
         }
+        // A final response after a gap that cost this side a message boundary: answer the
+        // requests whose responses were in the gap first, then pair.
+        let expected = match self.resp_lost_at.take() {
+            Some(g) => {
+                self.skip_lost_responses(g, stats);
+                self.pending
+                    .iter()
+                    .find(|t| matches!(t.slot, Slot::Waiting))
+                    .map(|t| (t.id, t.info))
+            }
+            None => expected,
+        };
         let mut anomalies = mem::take(&mut self.sides[d].carry);
         if lenient {
             flag(&mut anomalies, Anomaly::NonConformingHead, stats);
@@ -1695,6 +1713,37 @@ impl HttpConn {
                 self.held.push_back((resp, anomalies, size));
                 self.queued_bytes += size;
             }
+        }
+    }
+
+    /// A gap at `gap_at` cost the response side a message boundary, and a response follows
+    /// it. A request still waiting that was sent before the gap, when a later one was sent
+    /// after it, had its response in the gap: the later request was sent once the client had
+    /// acknowledged the missing bytes (the gap is declared from the client's ACK), and a
+    /// client that is not pipelining waits for the whole response first. Such requests are
+    /// answered with nothing (`responses_lost_to_gap`), so the response after the gap pairs
+    /// with the request it answers instead of shifting every later pair by one. Pipelined
+    /// requests sent together before the gap are left alone.
+    fn skip_lost_responses(&mut self, gap_at: Timestamp, stats: &mut HttpStats) {
+        loop {
+            let mut waiting = self
+                .pending
+                .iter_mut()
+                .filter(|t| matches!(t.slot, Slot::Waiting));
+            let Some(first) = waiting.next() else { return };
+            if first.ts >= gap_at {
+                return;
+            }
+            if !waiting.any(|t| t.ts > gap_at) {
+                return;
+            }
+            let first = self
+                .pending
+                .iter_mut()
+                .find(|t| matches!(t.slot, Slot::Waiting))
+                .expect("found above");
+            first.slot = Slot::Answered(None);
+            stats.responses_lost_to_gap += 1;
         }
     }
 

@@ -25,7 +25,11 @@
 //! response that arrives before its request (a hole in the request direction) waits for it.
 //! Gaps are normal input: a gap inside a Content-Length body is accounted for and parsing
 //! goes on at the message boundary; elsewhere the message ends truncated and the parser
-//! scans for the next plausible message start. Connections whose first bytes cannot start
+//! scans for the next plausible message start. When a gap cost the response side a message
+//! boundary, requests still waiting that were sent before the gap, while a later one was
+//! sent after it (the capture layer dates a gap by the client's acknowledgment of its end),
+//! had their responses in the gap: they are emitted without one (`responses_lost_to_gap`),
+//! so the pairs after the gap stay aligned. Connections whose first bytes cannot start
 //! an HTTP message are given up ([`HttpConn::is_http`] becomes `Some(false)`), whatever the
 //! port.
 //!

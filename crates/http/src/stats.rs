@@ -47,6 +47,9 @@ counters! {
     responses_to_dropped_requests,
     /// Requests emitted without a response because `max_pending` was exceeded.
     pending_overflow,
+    /// Requests emitted without a response because it was lost in a gap: a later request was
+    /// sent after the client had acknowledged the missing bytes.
+    responses_lost_to_gap,
     /// HTTP/0.9 requests.
     http09_requests,
     /// Connections given up as not HTTP.
