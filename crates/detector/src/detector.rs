@@ -115,6 +115,18 @@ impl Detector {
         &self.cfg
     }
 
+    /// Applies a new configuration to a running detector (SIGHUP): switches, thresholds and
+    /// bounds hold from the next call; tables above a lowered bound shrink as their entries
+    /// expire or are evicted. A new `rate_anomaly.bucket_secs` restarts the rate baselines,
+    /// which are counted in buckets of the old size. Findings and their ids are kept.
+    pub fn set_config(&mut self, cfg: DetectorConfig) {
+        if cfg.rate_anomaly.bucket_secs != self.cfg.rate_anomaly.bucket_secs {
+            self.rates = Rates::default();
+        }
+        self.store.set_max(cfg.max_findings);
+        self.cfg = cfg;
+    }
+
     fn advance(&mut self, ts: Timestamp) {
         if self.run_start.is_none() {
             self.run_start = Some(ts);

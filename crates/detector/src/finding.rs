@@ -230,6 +230,11 @@ impl FindingStore {
         }
     }
 
+    /// A new bound: findings beyond a lowered one are evicted as new ones come.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max.max(1);
+    }
+
     pub fn contains(&self, key: u64) -> bool {
         self.map.contains_key(&key)
     }

@@ -880,6 +880,27 @@ fn many_distinct_missing_paths_from_one_client_are_scanning() {
 }
 
 #[test]
+fn a_threshold_changed_live_applies_to_the_next_calls() {
+    // Ten distinct 404s are under the default threshold (20); after set_config lowers it to
+    // 5 (SIGHUP), the same client's next probes make a finding.
+    let mut r = Rig::new(DetectorConfig::default());
+    for i in 0..10u64 {
+        r.send(
+            i * 100,
+            "203.0.113.99:7000",
+            &ex(&format!("GET /probe{i}"), 404),
+        );
+    }
+    assert!(r.of(FindingKind::Scanning).is_empty());
+    let mut cfg = DetectorConfig::default();
+    cfg.scanning.min_distinct_paths = 5;
+    r.det.set_config(cfg);
+    r.send(2000, "203.0.113.99:7000", &ex("GET /probe-late", 404));
+    assert_eq!(r.of(FindingKind::Scanning).len(), 1);
+    assert_eq!(r.det.config().scanning.min_distinct_paths, 5);
+}
+
+#[test]
 fn a_normal_client_with_a_few_404s_is_not_scanning() {
     let mut r = Rig::new(DetectorConfig::default());
     for i in 0..60u64 {

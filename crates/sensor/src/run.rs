@@ -25,7 +25,8 @@
 //! - **The main thread** opens the sources, drops privileges, starts the API and the threads,
 //!   then waits for signals: SIGTERM/SIGINT stop the capture, drain the queues, flush the state
 //!   and the publisher and stop the API (exit 0; a second signal exits at once with 1); SIGHUP
-//!   reloads what can change live (the specs) and says what needs a restart.
+//!   reloads what can change live (the specs and `[detector]`) and says what needs a
+//!   restart.
 
 mod capture;
 mod privileges;
@@ -106,7 +107,13 @@ enum Source {
 }
 
 /// What the main thread hands the sink thread on SIGHUP: the new specs.
-type ReloadSlot = Mutex<Option<Option<SpecSet>>>;
+type ReloadSlot = Mutex<Option<Reload>>;
+
+/// What SIGHUP applies to the running pipeline, handed to the sink thread.
+struct Reload {
+    specs: Option<SpecSet>,
+    detector: apiscope_detector::DetectorConfig,
+}
 
 pub fn run(args: RunArgs) -> Result<(), Failure> {
     let cfg = match &args.config {
@@ -346,8 +353,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             }
             if hup.swap(false, Ordering::SeqCst) {
                 match reload_config(&args, &cfg) {
-                    Ok((specs, msg)) => {
-                        *reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(specs);
+                    Ok((r, msg)) => {
+                        *reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
                         telemetry.reloads.fetch_add(1, Ordering::Relaxed);
                         eprintln!("apiscope: SIGHUP: {msg}");
                     }
@@ -454,7 +461,7 @@ fn api_token(cfg: &Config) -> Result<Option<String>, Failure> {
 /// Reads the configuration again (SIGHUP): returns the new specs (`--spec` files and
 /// `[[spec]]` entries) and a line saying what was reloaded and which changed sections need a
 /// restart. An invalid file or spec changes nothing.
-fn reload_config(args: &RunArgs, running: &Config) -> Result<(Option<SpecSet>, String), String> {
+fn reload_config(args: &RunArgs, running: &Config) -> Result<(Reload, String), String> {
     let cfg = match &args.config {
         Some(p) => config::load(p).map_err(|e| e.join("\n"))?,
         None => Config::default(),
@@ -464,7 +471,7 @@ fn reload_config(args: &RunArgs, running: &Config) -> Result<(Option<SpecSet>, S
         Failure::Other(e) => format!("{e:#}"),
     })?;
     let d = |v: &dyn std::fmt::Debug| format!("{v:?}");
-    let sections: [(&str, bool); 12] = [
+    let sections: [(&str, bool); 11] = [
         ("[capture]", d(&cfg.capture) != d(&running.capture)),
         ("[capture.live]", d(&cfg.live) != d(&running.live)),
         ("[flow]", d(&cfg.flow) != d(&running.flow)),
@@ -473,7 +480,6 @@ fn reload_config(args: &RunArgs, running: &Config) -> Result<(Option<SpecSet>, S
         ("[http]", d(&cfg.http) != d(&running.http)),
         ("[output]", d(&cfg.output) != d(&running.output)),
         ("[inventory]", d(&cfg.inventory) != d(&running.inventory)),
-        ("[detector]", d(&cfg.detector) != d(&running.detector)),
         ("[publish]", d(&cfg.publish) != d(&running.publish)),
         ("[state]", d(&cfg.state) != d(&running.state)),
         ("[run]", d(&cfg.run) != d(&running.run)),
@@ -484,7 +490,8 @@ fn reload_config(args: &RunArgs, running: &Config) -> Result<(Option<SpecSet>, S
         .map(|(n, _)| *n)
         .collect();
     let files = args.specs.len() + cfg.specs.len();
-    let mut msg = format!("reloaded the specs ({files} documents; endpoints matched again)");
+    let mut msg =
+        format!("reloaded the specs ({files} documents; endpoints matched again) and [detector]");
     if restart.is_empty() {
         msg.push_str("; nothing else changed");
     } else {
@@ -493,7 +500,13 @@ fn reload_config(args: &RunArgs, running: &Config) -> Result<(Option<SpecSet>, S
             restart.join(", ")
         ));
     }
-    Ok((specs, msg))
+    Ok((
+        Reload {
+            specs,
+            detector: cfg.detector,
+        },
+        msg,
+    ))
 }
 
 /// Writes the inventory to `path` through a temporary file in the same directory, renamed
@@ -558,8 +571,9 @@ impl SinkLoop<'_> {
             }
             next_view = now + self.view_every;
             let reloaded = self.reload.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(specs) = reloaded {
-                self.sink.set_specs(specs);
+            if let Some(r) = reloaded {
+                self.sink.set_specs(r.specs);
+                self.sink.set_detector_config(r.detector);
             }
             // Capture time moved on even without calls: every worker is past the lowest mark.
             if let Some(low) = marks.iter().flatten().min() {

@@ -266,6 +266,13 @@ impl Sink {
         }
     }
 
+    /// New detector settings (SIGHUP); see [`Detector::set_config`].
+    pub fn set_detector_config(&mut self, cfg: apiscope_detector::DetectorConfig) {
+        if let Some(det) = self.detector.as_mut() {
+            det.set_config(cfg);
+        }
+    }
+
     /// A stream-level evasion signal from a worker (overlapping segments with different
     /// bytes), for the detector.
     pub fn stream_anomaly(&mut self, a: &StreamNote) {

@@ -837,6 +837,11 @@ fn vxlan_and_geneve_feeds_on_loopback_with_reload() {
         (e["in_spec"] == true && e["calls"] == 12).then_some(())
     });
     assert!(sensor.stderr().contains("SIGHUP: reloaded the specs"));
+    assert!(
+        sensor.stderr().contains("and [detector]"),
+        "{}",
+        sensor.stderr()
+    );
     let (_, metrics) = http_get(api, "/metrics").unwrap();
     assert_eq!(
         metric(&metrics, "apiscope_config_reloads_total{result=\"ok\"}"),
