@@ -552,8 +552,10 @@ fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Vec<Head
             .position(|b| *b == b':')
             .ok_or(HeadError::Unparseable)?;
         // Whitespace before the colon is invalid (a smuggling vector: a server rejects it, a
-        // proxy may strip it); the head is already flagged non-conforming, so keep the name.
-        let mut name = &line[..colon];
+        // proxy may strip it); the head is already flagged non-conforming, so keep the name
+        // without it, except on Transfer-Encoding, where the framing analysis flags it.
+        let raw = &line[..colon];
+        let mut name = raw;
         while let [rest @ .., b' ' | b'\t'] = name {
             name = rest;
         }
@@ -563,6 +565,11 @@ fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Vec<Head
         if headers.len() >= max_headers {
             return Err(HeadError::TooManyHeaders);
         }
+        let name = if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            raw
+        } else {
+            name
+        };
         headers.push(Header {
             name: String::from_utf8_lossy(name).into_owned(),
             value: trim_ows(&line[colon + 1..]).to_vec(),
@@ -746,11 +753,17 @@ pub(crate) fn analyse_framing(
     let mut elements = 0usize;
     let mut chunked_at: Vec<usize> = Vec::new();
     let mut transfer_codings = Vec::new();
-    for h in headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-    {
+    for h in headers.iter().filter(|h| {
+        h.name
+            .trim_end_matches([' ', '\t'])
+            .eq_ignore_ascii_case("transfer-encoding")
+    }) {
         out.te_present = true;
+        // `Transfer-Encoding : chunked`: whitespace before the colon (kept by the lenient
+        // parser on this header only) is a classic obfuscation.
+        if h.name.len() != "transfer-encoding".len() {
+            obfuscated = true;
+        }
         for raw in h.value.split(|b| *b == b',') {
             let strict = trim_ows(raw);
             let lenient = lower_lossy(trim_lenient(raw));

@@ -238,9 +238,16 @@ fn space_before_colon_is_read_leniently_and_flagged() {
         summary(&o.calls),
         sum(&[("POST", "/", Some(400)), ("GET", "/hidden", Some(200))])
     );
-    assert!(o.calls[0].anomalies.contains(Anomaly::NonConformingHead));
+    assert_eq!(
+        o.calls[0].anomalies,
+        anomalies(&[
+            Anomaly::NonConformingHead,
+            Anomaly::ObfuscatedTransferEncoding
+        ])
+    );
     assert!(o.calls[1].anomalies.is_empty());
     assert_eq!(o.stats.non_conforming_heads, 1);
+    assert_eq!(o.stats.obfuscated_transfer_encoding, 1);
 }
 
 #[test]
