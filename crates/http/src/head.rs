@@ -162,7 +162,12 @@ pub(crate) fn scan_request_line(buf: &[u8], known_only: bool) -> Scan<ReqLine> {
         return Scan::NeedMore;
     }
     if t == 0 {
-        return Scan::No;
+        // More spaces after the method (`GET  /a HTTP/1.1`), which lenient servers accept.
+        return if buf[t0] == b' ' {
+            spaced_target_line(buf, t0)
+        } else {
+            Scan::No
+        };
     }
     match buf[te] {
         b'\r' | b'\n' => {

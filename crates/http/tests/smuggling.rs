@@ -316,3 +316,21 @@ fn whitespace_before_a_header_colon_is_read_and_flagged() {
     assert_eq!(o.calls[0].request.host(), Some("x"));
     assert!(o.calls[1].anomalies.is_empty());
 }
+
+#[test]
+fn extra_spaces_in_the_request_line_are_read_and_flagged() {
+    let o = run(&[
+        c(b"GET  /a  HTTP/1.1\r\nHost: x\r\n\r\n"),
+        s(resp(200, b"")),
+        c(req("GET", "/b", &["Host: x"])),
+        s(resp(200, b"")),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("GET", "/a", Some(200)), ("GET", "/b", Some(200))])
+    );
+    assert_eq!(
+        o.calls[0].anomalies,
+        anomalies(&[Anomaly::NonConformingHead])
+    );
+}
