@@ -1719,30 +1719,22 @@ impl HttpConn {
     /// A gap at `gap_at` cost the response side a message boundary, and a response follows
     /// it. A request still waiting that was sent before the gap, when a later one was sent
     /// after it, had its response in the gap: the later request was sent once the client had
-    /// acknowledged the missing bytes (the gap is declared from the client's ACK), and a
+    /// acknowledged the missing bytes (the capture layer dates the gap by that ACK), and a
     /// client that is not pipelining waits for the whole response first. Such requests are
     /// answered with nothing (`responses_lost_to_gap`), so the response after the gap pairs
     /// with the request it answers instead of shifting every later pair by one. Pipelined
     /// requests sent together before the gap are left alone.
     fn skip_lost_responses(&mut self, gap_at: Timestamp, stats: &mut HttpStats) {
-        loop {
-            let mut waiting = self
-                .pending
-                .iter_mut()
-                .filter(|t| matches!(t.slot, Slot::Waiting));
-            let Some(first) = waiting.next() else { return };
-            if first.ts >= gap_at {
+        let waiting = |t: &Txn| matches!(t.slot, Slot::Waiting);
+        while let Some(i) = self.pending.iter().position(waiting) {
+            if self.pending[i].ts >= gap_at {
                 return;
             }
-            if !waiting.any(|t| t.ts > gap_at) {
+            let later = self.pending.iter().skip(i + 1);
+            if !later.filter(|t| waiting(t)).any(|t| t.ts >= gap_at) {
                 return;
             }
-            let first = self
-                .pending
-                .iter_mut()
-                .find(|t| matches!(t.slot, Slot::Waiting))
-                .expect("found above");
-            first.slot = Slot::Answered(None);
+            self.pending[i].slot = Slot::Answered(None);
             stats.responses_lost_to_gap += 1;
         }
     }
