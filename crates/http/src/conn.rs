@@ -1010,6 +1010,15 @@ impl HttpConn {
         Step::Progress(n)
     }
 
+    /// The oldest request still waiting for a response: its id and what its response's
+    /// framing depends on.
+    fn expected_request(&self) -> Option<(u64, ReqInfo)> {
+        self.pending
+            .iter()
+            .find(|t| matches!(t.slot, Slot::Waiting))
+            .map(|t| (t.id, t.info))
+    }
+
     /// The response to the oldest waiting request was lost.
     fn lose_response(&mut self, a: Option<Anomaly>, out: &mut Vec<Call>, stats: &mut HttpStats) {
         if let Some(t) = self
@@ -1288,11 +1297,7 @@ impl HttpConn {
         out: &mut Vec<Call>,
         stats: &mut HttpStats,
     ) -> Step {
-        let expected = self
-            .pending
-            .iter()
-            .find(|t| matches!(t.slot, Slot::Waiting))
-            .map(|t| (t.id, t.info));
+        let expected = self.expected_request();
         let ts = ctx.ts_at(0);
         if let Some((id, info)) = expected {
             if info.http09 {
@@ -1347,16 +1352,10 @@ impl HttpConn {
         }
         // A final response after a gap that cost this side a message boundary: answer the
         // requests whose responses were in the gap first, then pair.
-        let expected = match self.resp_lost_at.take() {
-            Some(g) => {
-                self.skip_lost_responses(g, stats);
-                self.pending
-                    .iter()
-                    .find(|t| matches!(t.slot, Slot::Waiting))
-                    .map(|t| (t.id, t.info))
-            }
-            None => expected,
-        };
+        if let Some(g) = self.resp_lost_at.take() {
+            self.skip_lost_responses(g, stats);
+        }
+        let expected = self.expected_request();
         let mut anomalies = mem::take(&mut self.sides[d].carry);
         if lenient {
             flag(&mut anomalies, Anomaly::NonConformingHead, stats);
