@@ -3,8 +3,24 @@
 #![no_main]
 
 use apiscope_capture::{Direction, Timestamp};
-use apiscope_http::{HttpConfig, HttpConn, HttpStats};
+use apiscope_http::{Call, CallSink, HttpConfig, HttpConn, HttpStats};
 use libfuzzer_sys::fuzz_target;
+
+/// Keeps the bodies of calls whose index has the bit of `mask` set (all, none, or some).
+struct Sink {
+    calls: Vec<Call>,
+    mask: u8,
+}
+
+impl CallSink for Sink {
+    fn push(&mut self, call: Call) {
+        self.calls.push(call);
+    }
+
+    fn keep_bodies(&mut self, _: Option<&str>, _: &str, _: &str, seq: u64) -> bool {
+        self.mask & (1 << (seq % 8)) != 0
+    }
+}
 
 fuzz_target!(|input: &[u8]| {
     let Some((&setup, mut rest)) = input.split_first() else {
@@ -29,7 +45,11 @@ fuzz_target!(|input: &[u8]| {
     let certain = setup & 2 == 0;
     let mut conn = HttpConn::new(&cfg, certain);
     let mut stats = HttpStats::default();
-    let mut calls = Vec::new();
+    // Which calls' bodies are kept: all (bit 2 clear), or those picked by the bits of 0xa5.
+    let mut sink = Sink {
+        calls: Vec::new(),
+        mask: if setup & 4 == 0 { 0xff } else { 0xa5 },
+    };
     let mut now = 1_000_000_000u64;
     let mut closed = false;
 
@@ -52,30 +72,32 @@ fuzz_target!(|input: &[u8]| {
                 let n = usize::from(len).min(tail.len());
                 let (data, tail) = tail.split_at(n);
                 rest = tail;
-                conn.on_data(&cfg, dir, ts, data, &mut calls, &mut stats);
+                conn.on_data(&cfg, dir, ts, data, &mut sink, &mut stats);
             }
             2 => {
                 let Some((&len, tail)) = rest.split_first() else {
                     break;
                 };
                 rest = tail;
-                conn.on_gap(&cfg, dir, ts, u64::from(len) + 1, &mut calls, &mut stats);
+                conn.on_gap(&cfg, dir, ts, u64::from(len) + 1, &mut sink, &mut stats);
             }
             _ => {
-                conn.on_close(&cfg, ts, &mut calls, &mut stats);
+                conn.on_close(&cfg, ts, &mut sink, &mut stats);
                 closed = true;
             }
         }
         assert!(conn.memory() < 16 << 20, "memory {}", conn.memory());
     }
     if !closed {
-        conn.on_close(&cfg, Timestamp::from_nanos(now), &mut calls, &mut stats);
+        conn.on_close(&cfg, Timestamp::from_nanos(now), &mut sink, &mut stats);
     }
     assert_eq!(conn.earliest_pending(), None);
+    let calls = sink.calls;
     assert_eq!(stats.calls, calls.len() as u64);
     for (i, call) in calls.iter().enumerate() {
         assert_eq!(call.seq as usize, i, "calls come out in request order");
         assert!(call.request.body.prefix.len() <= cfg.body_prefix_bytes);
+        assert!(call.bodies_kept || call.request.body.prefix.is_empty());
         if let Some(r) = &call.response {
             assert!(r.body.prefix.len() <= cfg.body_prefix_bytes);
             assert!(r.body.bytes <= cfg.max_decoded_bytes.max(r.body.wire_bytes));

@@ -87,6 +87,7 @@ fuzz_target!(|input: &[u8]| {
             }),
             anomalies: Anomalies::new(),
             seq: n as u64,
+            bodies_kept: true,
         };
         let mut facts = CallFacts::extract(&mut call, ep(40000), ep(80), true, &hasher);
         let _ = inv.observe(&mut facts);

@@ -227,7 +227,8 @@ impl<H: StreamHandler> Engine<H> {
         }
     }
 
-    /// Only handle connections whose symmetric hash is `index` modulo `count`; the other
+    /// Only handle connections whose symmetric hash is in the shard `index` of `count`
+    /// ([`worker_of`](crate::key::worker_of)); the other
     /// workers of a sharded replay handle the rest. Frame-level counters (packets, bytes,
     /// decode errors) are kept only by shard 0 so that the sum over workers is right.
     pub fn with_shard(mut self, index: u64, count: u64) -> Self {
@@ -379,7 +380,7 @@ impl<H: StreamHandler> Engine<H> {
         // different ids meet on one worker (see `join_asymmetric`).
         let hash = loose_key(&nk).stable_hash();
         if let Some((i, n)) = self.shard {
-            if hash % n != i {
+            if crate::key::worker_of(hash, n) != i {
                 self.counters.shard_skipped += 1;
                 return;
             }

@@ -128,6 +128,22 @@ impl FlowKey {
     }
 }
 
+/// Flows are spread over this many buckets by their symmetric hash, and the buckets over
+/// the workers ([`worker_of`]). Per-bucket state in a worker (the body sampler's counts)
+/// then sees the same flows in the same order whatever the number of workers, which keeps
+/// the output independent of it. It is also the most workers that can receive flows.
+pub const FLOW_BUCKETS: u64 = 64;
+
+/// The bucket of a flow with symmetric hash `hash`.
+pub fn bucket_of(hash: u64) -> u64 {
+    hash % FLOW_BUCKETS
+}
+
+/// The worker, of `workers`, that handles the flow with symmetric hash `hash`.
+pub fn worker_of(hash: u64, workers: u64) -> u64 {
+    bucket_of(hash) % workers.max(1)
+}
+
 /// A direction-free flow key, the flow table's key: addresses as integers (IPv4 in its
 /// IPv4-mapped IPv6 form), so comparing and hashing it is a few integer operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -59,7 +59,9 @@ pub use counters::Counters;
 pub use decode::{DecodeConfig, LinkType};
 pub use engine::{Engine, EngineConfig, FlowConfig};
 pub use frag::FragConfig;
-pub use key::{Endpoint, FlowKey, NormKey, TunnelId, TunnelKind};
+pub use key::{
+    bucket_of, worker_of, Endpoint, FlowKey, NormKey, TunnelId, TunnelKind, FLOW_BUCKETS,
+};
 pub use source::{FileSource, LiveConfig, LiveSource, LiveStats, Packet, SourceError};
 pub use stream::{
     CloseReason, ConnMeta, Direction, Orientation, StreamAnomaly, StreamEvent, StreamHandler,

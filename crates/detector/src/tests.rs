@@ -120,6 +120,7 @@ fn to_call(t_ms: u64, x: &Ex<'_>) -> Call {
         }),
         anomalies: x.anomalies,
         seq: 0,
+        bodies_kept: true,
     }
 }
 

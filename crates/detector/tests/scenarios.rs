@@ -118,7 +118,7 @@ fn replay(capture: &Path, spec: Option<&Path>) -> Vec<Finding> {
         }
         tick_to(&mut det, &inv, call.request.ts);
         let req = &call.request;
-        let sample = sampler.sample(req.host(), &req.method, req.path());
+        let sample = sampler.sample(req.host(), &req.method, req.path(), 0, call.seq);
         let mut f = CallFacts::extract(&mut call, client, server, sample, &hasher);
         inv.observe(&mut f);
         det.observe(&f, &inv);

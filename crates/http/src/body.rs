@@ -2,7 +2,7 @@
 
 use crate::anomaly::{Anomalies, Anomaly};
 use crate::config::HttpConfig;
-use crate::decode::{Coding, Decoder, Sink, Stop, MAX_LAYERS};
+use crate::decode::{Coding, Decoder, GzTrailer, Sink, Stop, MAX_LAYERS, RATIO_GRACE_BYTES};
 use crate::message::Body;
 use crate::stats::HttpStats;
 
@@ -13,7 +13,9 @@ enum Plan {
     /// costs nothing). `Err` holds why decoding is impossible, reported on the first byte.
     Pending(Result<Vec<Coding>, Anomaly>),
     Active(Decoder),
-    /// Decoding stopped (gap or bomb limit): `decoded` and the prefix are final.
+    /// A gzip body that is only measured: its length comes from the trailer.
+    Trailer(Box<GzTrailer>),
+    /// Decoding stopped (gap or bomb limit): the length is unknown, the prefix is final.
     Stopped,
     /// Decoding failed or was impossible: the body is reported undecoded.
     Failed,
@@ -30,12 +32,16 @@ pub(crate) struct BodyAcc {
     /// The wire length when the framing says it (0 otherwise): the first append reserves
     /// up to it at once instead of growing the prefix step by step.
     len_hint: u64,
+    /// Keep the prefix; when false the body is only measured (`CallSink::keep_bodies`).
+    keep: bool,
 }
 
 impl BodyAcc {
     /// `encoding`: codings in the order they were applied (lowercase, no `identity`).
-    /// `len_hint`: the body's wire length if known, else 0.
-    pub(crate) fn new(cfg: &HttpConfig, encoding: Vec<String>, len_hint: u64) -> Self {
+    /// `len_hint`: the body's wire length if known, else 0. `keep`: keep the prefix; when
+    /// false the body is only measured, and a body that is only gzip-encoded is measured by
+    /// its trailer instead of being inflated.
+    pub(crate) fn new(cfg: &HttpConfig, encoding: Vec<String>, len_hint: u64, keep: bool) -> Self {
         let plan = if encoding.is_empty() {
             Plan::Plain
         } else if encoding.len() > cfg.max_encoding_layers.min(MAX_LAYERS) {
@@ -55,6 +61,7 @@ impl BodyAcc {
             decoded: 0,
             had_gap: false,
             len_hint,
+            keep,
         }
     }
 
@@ -67,6 +74,7 @@ impl BodyAcc {
             decoded: 0,
             had_gap: false,
             len_hint: 0,
+            keep: true,
         }
     }
 
@@ -81,9 +89,12 @@ impl BodyAcc {
             return;
         }
         self.body.wire_bytes += data.len() as u64;
-        let limit = cfg.body_prefix_bytes;
+        let limit = if self.keep { cfg.body_prefix_bytes } else { 0 };
         if let Plan::Pending(p) = &mut self.plan {
             self.plan = match std::mem::replace(p, Ok(Vec::new())) {
+                Ok(codings) if !self.keep && codings == [Coding::Gzip] => {
+                    Plan::Trailer(Box::new(GzTrailer::new()))
+                }
                 Ok(codings) => Plan::Active(Decoder::new(&codings)),
                 Err(a) => {
                     anomalies.insert(a);
@@ -95,6 +106,13 @@ impl BodyAcc {
         match &mut self.plan {
             Plan::Plain | Plan::Failed => {
                 append_bounded(&mut self.body.prefix, data, limit, self.len_hint)
+            }
+            Plan::Trailer(t) => {
+                if t.feed(data).is_err() {
+                    anomalies.insert(Anomaly::DecodeError);
+                    stats.anomaly(Anomaly::DecodeError);
+                    self.plan = Plan::Failed;
+                }
             }
             Plan::Active(dec) => {
                 append_bounded(&mut self.raw_prefix, data, limit, self.len_hint);
@@ -138,7 +156,10 @@ impl BodyAcc {
             anomalies.insert(Anomaly::BodyGap);
             stats.anomaly(Anomaly::BodyGap);
         }
-        if matches!(self.plan, Plan::Active(_) | Plan::Pending(Ok(_))) {
+        if matches!(
+            self.plan,
+            Plan::Active(_) | Plan::Trailer(_) | Plan::Pending(Ok(_))
+        ) {
             // A compressed stream cannot continue across missing bytes.
             self.plan = Plan::Stopped;
             self.raw_prefix = Vec::new();
@@ -146,7 +167,9 @@ impl BodyAcc {
     }
 
     /// The finished body. A compressed stream that did not reach its end in a body that
-    /// did is corrupt (its checksum was never seen): `DecodeError`, reported undecoded.
+    /// did is corrupt (its checksum was never seen): `DecodeError`, reported undecoded. A
+    /// body whose decoding could not reach its end (a gap, the connection closing early,
+    /// the bomb limits) has an unknown decoded length: its wire length is reported.
     pub(crate) fn finish(
         mut self,
         cfg: &HttpConfig,
@@ -155,17 +178,32 @@ impl BodyAcc {
         stats: &mut HttpStats,
     ) -> Body {
         self.body.truncated |= truncated;
-        if let Plan::Active(dec) = &self.plan {
-            if !self.body.truncated && !dec.finished() {
+        match &self.plan {
+            Plan::Active(dec) if !self.body.truncated && !dec.finished() => {
                 anomalies.insert(Anomaly::DecodeError);
                 stats.anomaly(Anomaly::DecodeError);
                 self.body.prefix = std::mem::take(&mut self.raw_prefix);
                 self.plan = Plan::Failed;
             }
+            Plan::Trailer(t) if !self.body.truncated => match t.isize() {
+                Some(n) if over_limits(n, self.body.wire_bytes, cfg) => {
+                    anomalies.insert(Anomaly::DecompressionBomb);
+                    stats.anomaly(Anomaly::DecompressionBomb);
+                    self.body.truncated = true;
+                    self.plan = Plan::Stopped;
+                }
+                Some(n) => self.decoded = n,
+                None => {
+                    anomalies.insert(Anomaly::DecodeError);
+                    stats.anomaly(Anomaly::DecodeError);
+                    self.plan = Plan::Failed;
+                }
+            },
+            _ => {}
         }
         self.body.bytes = match self.plan {
-            Plan::Plain | Plan::Failed => self.body.wire_bytes,
-            Plan::Pending(_) | Plan::Active(_) | Plan::Stopped => self.decoded,
+            Plan::Active(_) | Plan::Trailer(_) if !self.body.truncated => self.decoded,
+            _ => self.body.wire_bytes,
         };
         if self.body.bytes > cfg.body_prefix_bytes as u64 {
             stats.bodies_beyond_prefix += 1;
@@ -176,10 +214,18 @@ impl BodyAcc {
     pub(crate) fn heap_size(&self) -> usize {
         let dec = match &self.plan {
             Plan::Active(d) => d.heap_estimate(),
+            Plan::Trailer(_) => std::mem::size_of::<GzTrailer>(),
             _ => 0,
         };
         self.body.heap_size() + self.raw_prefix.capacity() + dec
     }
+}
+
+/// Whether `decoded` bytes from `encoded` wire bytes break `max_decoded_bytes` or
+/// `max_decode_ratio` (the same test the decoder makes as it goes).
+fn over_limits(decoded: u64, encoded: u64, cfg: &HttpConfig) -> bool {
+    decoded > cfg.max_decoded_bytes
+        || (decoded > RATIO_GRACE_BYTES && decoded > encoded.saturating_mul(cfg.max_decode_ratio))
 }
 
 fn append_bounded(prefix: &mut Vec<u8>, data: &[u8], limit: usize, len_hint: u64) {

@@ -20,9 +20,32 @@ use crate::head::{
     parse_request_head, parse_response_head, resync_candidate, scan_request_line, scan_status_line,
     Framing, ReqHead, ReqLine, RespHead, Scan, Start,
 };
-use crate::message::{Call, Request, Response, Version};
+use crate::message::{host_of, path_of, Call, Request, Response, Version};
 use crate::stats::HttpStats;
 use crate::{proxy, socks};
+
+/// Where a connection's finished calls go, and which bodies are worth keeping.
+///
+/// `Vec<Call>` is the plain sink: calls are appended and every body is kept.
+pub trait CallSink {
+    fn push(&mut self, call: Call);
+
+    /// Asked once per request head, before any byte of its body: whether to keep the bodies
+    /// of this call (the request's and its response's). When not, they are only measured:
+    /// no prefix is kept, and a body that is only gzip-encoded is not inflated: its decoded
+    /// length is read from the gzip trailer (see [`Body::bytes`](crate::Body::bytes)).
+    /// `seq` is the index the call will have on its connection.
+    fn keep_bodies(&mut self, host: Option<&str>, method: &str, path: &str, seq: u64) -> bool {
+        let _ = (host, method, path, seq);
+        true
+    }
+}
+
+impl CallSink for Vec<Call> {
+    fn push(&mut self, call: Call) {
+        Vec::push(self, call);
+    }
+}
 
 /// A direction's buffer keeps its capacity between uses up to this size.
 const KEEP_BUF_CAPACITY: usize = 4096;
@@ -180,6 +203,8 @@ struct ReqInfo {
     head: bool,
     connect: bool,
     http09: bool,
+    /// The sink did not want this call's bodies kept ([`CallSink::keep_bodies`]).
+    measure_only: bool,
 }
 
 enum MsgHead {
@@ -359,7 +384,7 @@ impl HttpConn {
         dir: Direction,
         ts: Timestamp,
         data: &[u8],
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) {
         if !self.live() || data.is_empty() {
@@ -386,7 +411,7 @@ impl HttpConn {
         dir: Direction,
         ts: Timestamp,
         len: u64,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) {
         if !self.live() || len == 0 {
@@ -462,7 +487,7 @@ impl HttpConn {
         &mut self,
         cfg: &HttpConfig,
         _ts: Timestamp,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) {
         if self.closed {
@@ -594,7 +619,7 @@ impl HttpConn {
         ts: Timestamp,
         data: &[u8],
         mut kick: bool,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) {
         let cap = cfg.head_cap();
@@ -730,7 +755,7 @@ impl HttpConn {
         d: usize,
         input: &[u8],
         ctx: Ctx,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) -> Step {
         self.sides[d].await_09 = false;
@@ -995,7 +1020,7 @@ impl HttpConn {
         a: Anomaly,
         line_start: bool,
         ts: Timestamp,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) -> Step {
         stats.anomaly(a);
@@ -1020,7 +1045,7 @@ impl HttpConn {
     }
 
     /// The response to the oldest waiting request was lost.
-    fn lose_response(&mut self, a: Option<Anomaly>, out: &mut Vec<Call>, stats: &mut HttpStats) {
+    fn lose_response(&mut self, a: Option<Anomaly>, out: &mut dyn CallSink, stats: &mut HttpStats) {
         if let Some(t) = self
             .pending
             .iter_mut()
@@ -1057,7 +1082,7 @@ impl HttpConn {
         d: usize,
         input: &[u8],
         ctx: Ctx,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) -> Step {
         let lead = input
@@ -1103,17 +1128,27 @@ impl HttpConn {
             flag(&mut anomalies, Anomaly::NonConformingHead, stats);
         }
         let framing = analyse_framing(&head.headers, &mut anomalies, stats);
+        let keep = out.keep_bodies(
+            host_of(&head.method, &head.target, &head.headers),
+            &head.method,
+            path_of(&head.target),
+            self.next_seq,
+        );
         let info = ReqInfo {
             head: head.method == "HEAD",
             connect: head.method == "CONNECT",
             http09: false,
+            measure_only: !keep,
         };
+        if !keep {
+            stats.calls_bodies_measured += 1;
+        }
         let id = self.push_txn(cfg, ts, info, true, out, stats);
         let fr = framing.request();
         let body = match fr {
             Framing::None | Framing::Close => BodyAcc::empty(),
-            Framing::Length(n) => BodyAcc::new(cfg, framing.encoding, n),
-            Framing::Chunked => BodyAcc::new(cfg, framing.encoding, 0),
+            Framing::Length(n) => BodyAcc::new(cfg, framing.encoding, n, !info.measure_only),
+            Framing::Chunked => BodyAcc::new(cfg, framing.encoding, 0, !info.measure_only),
         };
         let ts_end = ctx.ts_at(end - 1);
         let head_bytes = head_heap(&head.headers) + head.method.capacity() + head.target.capacity();
@@ -1148,7 +1183,7 @@ impl HttpConn {
         len: usize,
         method_end: usize,
         target_end: usize,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) -> Step {
         let rest = &input[len..];
@@ -1210,7 +1245,7 @@ impl HttpConn {
         target_end: usize,
         headers: Vec<crate::message::Header>,
         lenient: bool,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) {
         self.is_http = Some(true);
@@ -1226,11 +1261,21 @@ impl HttpConn {
             headers,
         };
         let ts = ctx.ts_at(0);
+        let keep = out.keep_bodies(
+            host_of(&head.method, &head.target, &head.headers),
+            &head.method,
+            path_of(&head.target),
+            self.next_seq,
+        );
         let info = ReqInfo {
             head: head.method == "HEAD",
             connect: false,
             http09: true,
+            measure_only: !keep,
         };
+        if !keep {
+            stats.calls_bodies_measured += 1;
+        }
         let id = self.push_txn(cfg, ts, info, true, out, stats);
         let ts_end = ctx.ts_at(consumed.saturating_sub(1));
         let head_bytes = head_heap(&head.headers) + head.method.capacity() + head.target.capacity();
@@ -1250,7 +1295,13 @@ impl HttpConn {
 
     /// Commits a buffered HTTP/0.9 request line that was waiting to see whether headers
     /// follow.
-    fn flush_09(&mut self, cfg: &HttpConfig, d: usize, out: &mut Vec<Call>, stats: &mut HttpStats) {
+    fn flush_09(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        out: &mut dyn CallSink,
+        stats: &mut HttpStats,
+    ) {
         if !self.sides[d].await_09 || self.sides[d].state != State::Head {
             return;
         }
@@ -1294,7 +1345,7 @@ impl HttpConn {
         d: usize,
         input: &[u8],
         ctx: Ctx,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) -> Step {
         let expected = self.expected_request();
@@ -1378,8 +1429,10 @@ impl HttpConn {
         };
         let body = match fr {
             Framing::None => BodyAcc::empty(),
-            Framing::Length(n) => BodyAcc::new(cfg, framing.encoding, n),
-            Framing::Chunked | Framing::Close => BodyAcc::new(cfg, framing.encoding, 0),
+            Framing::Length(n) => BodyAcc::new(cfg, framing.encoding, n, !info.measure_only),
+            Framing::Chunked | Framing::Close => {
+                BodyAcc::new(cfg, framing.encoding, 0, !info.measure_only)
+            }
         };
         let interim = mem::take(&mut self.sides[d].interim);
         let head_bytes = head_heap(&head.headers) + head.reason.capacity();
@@ -1423,7 +1476,7 @@ impl HttpConn {
             },
             ts,
             ts_end: ts,
-            body: BodyAcc::new(cfg, Vec::new(), 0),
+            body: BodyAcc::new(cfg, Vec::new(), 0, true),
             anomalies,
             txn: id,
             connect: false,
@@ -1447,7 +1500,7 @@ impl HttpConn {
         b: BodyState,
         input: &[u8],
         ctx: Ctx,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) -> Step {
         match b {
@@ -1484,7 +1537,7 @@ impl HttpConn {
         c: Chunk,
         input: &[u8],
         ctx: Ctx,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) -> Step {
         let cap = cfg.head_cap();
@@ -1553,7 +1606,7 @@ impl HttpConn {
         &mut self,
         cfg: &HttpConfig,
         d: usize,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) -> Step {
         if let Some(m) = self.sides[d].cur.as_mut() {
@@ -1598,7 +1651,7 @@ impl HttpConn {
         d: usize,
         ts_end: Option<Timestamp>,
         truncated: bool,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) {
         let Some(msg) = self.sides[d].cur.take() else {
@@ -1747,7 +1800,7 @@ impl HttpConn {
     }
 
     /// 101 or a 2xx to CONNECT: nothing more on this connection is HTTP.
-    fn start_tunnel(&mut self, cfg: &HttpConfig, out: &mut Vec<Call>, stats: &mut HttpStats) {
+    fn start_tunnel(&mut self, cfg: &HttpConfig, out: &mut dyn CallSink, stats: &mut HttpStats) {
         stats.upgraded_connections += 1;
         for d in 0..2 {
             if self.sides[d].cur.is_some() {
@@ -1770,7 +1823,7 @@ impl HttpConn {
         ts: Timestamp,
         info: ReqInfo,
         real: bool,
-        out: &mut Vec<Call>,
+        out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) -> u64 {
         while self.pending.len() >= cfg.pending_cap() {
@@ -1819,7 +1872,7 @@ impl HttpConn {
     }
 
     /// Emits calls from the front of the queue while they are complete.
-    fn try_emit(&mut self, out: &mut Vec<Call>, stats: &mut HttpStats) {
+    fn try_emit(&mut self, out: &mut dyn CallSink, stats: &mut HttpStats) {
         while let Some(f) = self.pending.front() {
             let req_ready = f.seq.is_none() || f.req.is_some();
             if !(req_ready && matches!(f.slot, Slot::Answered(_))) {
@@ -1837,7 +1890,7 @@ impl HttpConn {
         }
     }
 
-    fn emit(&mut self, t: Txn, out: &mut Vec<Call>, stats: &mut HttpStats) {
+    fn emit(&mut self, t: Txn, out: &mut dyn CallSink, stats: &mut HttpStats) {
         self.queued_bytes = self.queued_bytes.saturating_sub(t.bytes);
         let response = match t.slot {
             Slot::Answered(r) => r,
@@ -1854,6 +1907,7 @@ impl HttpConn {
                     response,
                     anomalies: t.anomalies,
                     seq,
+                    bodies_kept: !t.info.measure_only,
                 });
             }
             _ => {

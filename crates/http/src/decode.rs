@@ -244,6 +244,56 @@ impl Gz {
     }
 }
 
+/// A gzip body measured without inflating it: the header is checked as [`Gz`] checks it,
+/// and the decoded length is the trailer's ISIZE (RFC 1952 §2.3.1: the length modulo
+/// 2^32), read from the last 8 bytes of the body.
+///
+/// What this cannot see, next to inflating: corrupt deflate data, a CRC mismatch, several
+/// gzip members (the last one's ISIZE is taken), and bytes after the end of the member.
+pub(crate) struct GzTrailer {
+    gz: Gz,
+    /// The last bytes after the header, in arrival order once `after_header >= 8`.
+    tail: [u8; 8],
+    after_header: u64,
+}
+
+impl GzTrailer {
+    pub(crate) fn new() -> Self {
+        GzTrailer {
+            gz: Gz::new(),
+            tail: [0; 8],
+            after_header: 0,
+        }
+    }
+
+    pub(crate) fn feed(&mut self, mut input: &[u8]) -> Result<(), Stop> {
+        if self.gz.phase != GzPhase::Data && !self.gz.header(&mut input)? {
+            return Ok(());
+        }
+        self.after_header += input.len() as u64;
+        if input.len() >= 8 {
+            self.tail.copy_from_slice(&input[input.len() - 8..]);
+        } else {
+            self.tail.copy_within(input.len().., 0);
+            self.tail[8 - input.len()..].copy_from_slice(input);
+        }
+        Ok(())
+    }
+
+    /// The decoded length the trailer states; `None` when the body is too short to hold a
+    /// deflate stream and a trailer, or ended inside the header.
+    pub(crate) fn isize(&self) -> Option<u64> {
+        (self.gz.phase == GzPhase::Data && self.after_header >= 10).then(|| {
+            u64::from(u32::from_le_bytes([
+                self.tail[4],
+                self.tail[5],
+                self.tail[6],
+                self.tail[7],
+            ]))
+        })
+    }
+}
+
 struct Layer {
     inflate: Option<Decompress>,
     /// Gzip framing, for a gzip layer.

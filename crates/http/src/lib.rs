@@ -112,6 +112,6 @@ mod stats;
 
 pub use anomaly::{Anomalies, Anomaly};
 pub use config::HttpConfig;
-pub use conn::HttpConn;
+pub use conn::{CallSink, HttpConn};
 pub use message::{Body, Call, Header, Request, Response, Version};
 pub use stats::HttpStats;

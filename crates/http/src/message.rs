@@ -131,6 +131,9 @@ pub struct Call {
     pub anomalies: Anomalies,
     /// Index of this call within its connection, from 0, in request order.
     pub seq: u64,
+    /// The sink kept this call's bodies ([`CallSink::keep_bodies`](crate::CallSink)); when
+    /// false their prefixes are empty and they were only measured.
+    pub bodies_kept: bool,
 }
 
 impl Call {
@@ -173,6 +176,40 @@ fn split_absolute(target: &str) -> Option<(&str, &str)> {
     Some((host, &after[end..]))
 }
 
+/// [`Request::host`] of a request with this method, target and headers.
+pub(crate) fn host_of<'a>(method: &str, target: &'a str, headers: &'a [Header]) -> Option<&'a str> {
+    if let Some(v) = find_header(headers, "host") {
+        if let Ok(s) = std::str::from_utf8(v) {
+            let s = s.trim_matches([' ', '\t']);
+            if !s.is_empty() {
+                return Some(s);
+            }
+        }
+    }
+    if let Some((host, _)) = split_absolute(target) {
+        return (!host.is_empty()).then_some(host);
+    }
+    if method.eq_ignore_ascii_case("CONNECT") && !target.starts_with('/') {
+        return Some(target);
+    }
+    None
+}
+
+/// [`Request::path`] of a request with this target.
+pub(crate) fn path_of(target: &str) -> &str {
+    let t = match split_absolute(target) {
+        Some((_, rest)) => {
+            if rest.is_empty() || rest.starts_with(['?', '#']) {
+                return "/";
+            }
+            rest
+        }
+        None => target,
+    };
+    let end = t.find(['?', '#']).unwrap_or(t.len());
+    &t[..end]
+}
+
 impl Request {
     /// The first header named `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
@@ -183,38 +220,14 @@ impl Request {
     /// UTF-8, else the authority of an absolute-form target (`http://host:port/...`, user
     /// info removed), else the target itself for `CONNECT host:port`.
     pub fn host(&self) -> Option<&str> {
-        if let Some(v) = self.header("host") {
-            if let Ok(s) = std::str::from_utf8(v) {
-                let s = s.trim_matches([' ', '\t']);
-                if !s.is_empty() {
-                    return Some(s);
-                }
-            }
-        }
-        if let Some((host, _)) = split_absolute(&self.target) {
-            return (!host.is_empty()).then_some(host);
-        }
-        if self.method.eq_ignore_ascii_case("CONNECT") && !self.target.starts_with('/') {
-            return Some(&self.target);
-        }
-        None
+        host_of(&self.method, &self.target, &self.headers)
     }
 
     /// The path of the target, still percent-encoded, without `?query` or `#fragment`. For
     /// an absolute-form target, its path part (`/` when empty). `*` and authority-form
     /// targets are returned whole.
     pub fn path(&self) -> &str {
-        let t = match split_absolute(&self.target) {
-            Some((_, rest)) => {
-                if rest.is_empty() || rest.starts_with(['?', '#']) {
-                    return "/";
-                }
-                rest
-            }
-            None => &self.target,
-        };
-        let end = t.find(['?', '#']).unwrap_or(t.len());
-        &t[..end]
+        path_of(&self.target)
     }
 
     /// The query string after `?`, without the fragment, if there is one.

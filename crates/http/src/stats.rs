@@ -50,6 +50,12 @@ counters! {
     /// Requests emitted without a response because it was lost in a gap: a later request was
     /// sent after the client had acknowledged the missing bytes.
     responses_lost_to_gap,
+    /// Calls whose bodies the sink did not keep ([`CallSink::keep_bodies`](crate::CallSink)):
+    /// only measured, without a prefix, a gzip body's length read from its trailer.
+    calls_bodies_measured,
+    /// Requests the sensor's body sampler could not remember by path shape (its table,
+    /// `inventory.body_sampler_max_shapes`, was full): sampled at random instead.
+    body_sampler_full,
     /// HTTP/0.9 requests.
     http09_requests,
     /// Connections given up as not HTTP.

@@ -213,7 +213,8 @@ fn decompression_bomb_stops_at_the_size_limit() {
     let call = &o.calls[0];
     let b = &call.response.as_ref().unwrap().body;
     assert_eq!(call.anomalies, anomalies(&[Anomaly::DecompressionBomb]));
-    assert_eq!(b.bytes, 1024 * 1024);
+    // Decoding stopped, so the decoded length is unknown: the wire length is reported.
+    assert_eq!(b.bytes, wire.len() as u64);
     assert_eq!(b.wire_bytes, wire.len() as u64);
     assert_eq!(b.prefix, vec![0u8; 100]);
     assert!(b.truncated);
@@ -238,13 +239,9 @@ fn decompression_bomb_stops_at_the_ratio_limit() {
     let call = &o.calls[0];
     let b = &call.response.as_ref().unwrap().body;
     assert_eq!(call.anomalies, anomalies(&[Anomaly::DecompressionBomb]));
-    assert!(b.bytes < 10 * 1024 * 1024);
-    assert!(
-        b.bytes <= b.wire_bytes * 200 + 64 * 1024,
-        "{} {}",
-        b.bytes,
-        b.wire_bytes
-    );
+    assert_eq!(b.bytes, b.wire_bytes);
+    // Decoding stopped near the ratio limit: the prefix holds what was decoded before.
+    assert_eq!(b.prefix.len(), HttpConfig::default().body_prefix_bytes);
     assert!(b.truncated);
 }
 
@@ -324,4 +321,193 @@ fn reused_inflaters_decode_gzip_raw_and_zlib_in_sequence() {
             assert!(call.anomalies.is_empty(), "{encoding} piece {piece}");
         }
     }
+}
+
+/// Bodies the sink does not keep are only measured: the same calls and lengths, no prefix,
+/// and a gzip-only body's length read from its trailer.
+fn measure_all(_: &str) -> bool {
+    false
+}
+
+fn keep_all(_: &str) -> bool {
+    true
+}
+
+/// The calls of `events` when bodies are kept and when they are only measured; asserts
+/// they are the same but for the prefixes.
+fn kept_and_measured(cfg: &HttpConfig, events: &[Ev]) -> (Outcome, Outcome) {
+    let (kept, _) = run_choosy(cfg, events, keep_all);
+    let (measured, _) = run_choosy(cfg, events, measure_all);
+    assert_eq!(kept.calls.len(), measured.calls.len());
+    for (k, m) in kept.calls.iter().zip(&measured.calls) {
+        let mut k = k.clone();
+        assert!(k.bodies_kept && !m.bodies_kept);
+        k.bodies_kept = false;
+        k.request.body.prefix.clear();
+        if let Some(r) = k.response.as_mut() {
+            r.body.prefix.clear();
+        }
+        assert_eq!(&k, m);
+    }
+    (kept, measured)
+}
+
+#[test]
+fn measured_bodies_have_the_decoded_lengths_without_a_prefix() {
+    let big: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("{{\"id\":{i}}},").into_bytes())
+        .collect();
+    let gz = gzip(&big);
+    let gz_chunked = cat(&[
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+        &chunked(&gz, 1000),
+    ]);
+    let events = [
+        c(req("GET", "/gz", &[])),
+        s(encoded_response("gzip", &gzip(JSON))),
+        c(req("GET", "/gz-chunked", &[])),
+        s(gz_chunked),
+        c(req("GET", "/zlib", &[])),
+        s(encoded_response("deflate", &zlib(JSON))),
+        c(req("GET", "/plain", &[])),
+        s(resp(200, JSON)),
+        c(cat(&[
+            &req(
+                "POST",
+                "/up",
+                &[
+                    "Content-Encoding: gzip",
+                    &format!("Content-Length: {}", gz.len()),
+                ],
+            ),
+            &gz,
+        ])),
+        s(resp(201, b"")),
+        c(req("GET", "/empty-gzip", &[])),
+        s(encoded_response("gzip", &gzip(b""))),
+    ];
+    let (kept, measured) = kept_and_measured(&HttpConfig::default(), &events);
+    let lens: Vec<_> = measured
+        .calls
+        .iter()
+        .map(|c| {
+            (
+                c.request.body.bytes,
+                c.response.as_ref().unwrap().body.bytes,
+            )
+        })
+        .collect();
+    let json = JSON.len() as u64;
+    let big = big.len() as u64;
+    assert_eq!(
+        lens,
+        [(0, json), (0, big), (0, json), (0, json), (big, 0), (0, 0)]
+    );
+    assert!(measured.calls.iter().all(|c| c.anomalies.is_empty()
+        && c.request.body.prefix.is_empty()
+        && c.response.as_ref().unwrap().body.prefix.is_empty()));
+    assert_eq!(kept.calls[0].response.as_ref().unwrap().body.prefix, JSON);
+    assert_eq!(measured.stats.calls_bodies_measured, 6);
+    assert_eq!(kept.stats.calls_bodies_measured, 0);
+    let mut stats = measured.stats.clone();
+    stats.calls_bodies_measured = 0;
+    assert_eq!(stats, kept.stats);
+}
+
+#[test]
+fn measured_gzip_bodies_are_checked_like_decoded_ones() {
+    let cfg = HttpConfig {
+        max_decoded_bytes: 1024 * 1024,
+        ..HttpConfig::default()
+    };
+    let bomb = gzip(&vec![0u8; 10 * 1024 * 1024]);
+    let mut bad_magic = gzip(JSON);
+    bad_magic[0] = 0x1e;
+    let events = [
+        c(req("GET", "/bomb", &[])),
+        s(encoded_response("gzip", &bomb)),
+        c(req("GET", "/bad-magic", &[])),
+        s(encoded_response("gzip", &bad_magic)),
+        c(req("GET", "/header-only", &[])),
+        s(encoded_response("gzip", &gzip(JSON)[..10])),
+        c(req("GET", "/next", &[])),
+        s(resp(200, b"fine")),
+    ];
+    let (measured, _) = run_choosy(&cfg, &events, measure_all);
+    let calls = &measured.calls;
+    let body = |i: usize| &calls[i].response.as_ref().unwrap().body;
+    assert_eq!(calls[0].anomalies, anomalies(&[Anomaly::DecompressionBomb]));
+    assert_eq!(body(0).bytes, bomb.len() as u64);
+    assert!(body(0).truncated);
+    assert_eq!(calls[1].anomalies, anomalies(&[Anomaly::DecodeError]));
+    assert_eq!(body(1).bytes, bad_magic.len() as u64);
+    assert_eq!(calls[2].anomalies, anomalies(&[Anomaly::DecodeError]));
+    assert_eq!(body(2).bytes, 10);
+    assert!(calls[3].anomalies.is_empty());
+    assert_eq!(measured.stats.decompression_bombs, 1);
+    assert_eq!(measured.stats.decode_errors, 2);
+    // Decoding finds the same bomb and the same errors, and reports the same lengths.
+    let (kept, _) = run_choosy(&cfg, &events, keep_all);
+    for (k, m) in kept.calls.iter().zip(calls) {
+        assert_eq!(k.anomalies, m.anomalies);
+        let (kb, mb) = (
+            &k.response.as_ref().unwrap().body,
+            &m.response.as_ref().unwrap().body,
+        );
+        assert_eq!((kb.bytes, kb.truncated), (mb.bytes, mb.truncated));
+    }
+}
+
+#[test]
+fn measured_gzip_body_cut_by_a_gap_reports_its_wire_length() {
+    let gz = gzip(JSON);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        gz.len()
+    );
+    let events = [
+        c(req("GET", "/g", &[])),
+        s(cat(&[head.as_bytes(), &gz[..20]])),
+        gap_s(gz.len() as u64 - 20),
+        c(req("GET", "/next", &[])),
+        s(resp(200, b"fine")),
+    ];
+    let (kept, measured) = kept_and_measured(&HttpConfig::default(), &events);
+    let b = &measured.calls[0].response.as_ref().unwrap().body;
+    assert_eq!((b.bytes, b.wire_bytes, b.truncated), (20, 20, true));
+    assert_eq!(kept.calls[1].response.as_ref().unwrap().status, 200);
+}
+
+#[test]
+fn the_sink_is_asked_once_per_request_before_its_body() {
+    let events = [
+        c(req("GET", "/keep/1?x=1", &["Host: api.example"])),
+        s(encoded_response("gzip", &gzip(JSON))),
+        c(req("POST", "http://other.example/measure", &[])),
+        s(encoded_response("gzip", &gzip(JSON))),
+    ];
+    let (o, sink) = run_choosy(&HttpConfig::default(), &events, |p| p.starts_with("/keep"));
+    assert_eq!(
+        sink.asked,
+        [
+            (
+                Some("api.example".into()),
+                "GET".into(),
+                "/keep/1".into(),
+                0
+            ),
+            (
+                Some("other.example".into()),
+                "POST".into(),
+                "/measure".into(),
+                1
+            ),
+        ]
+    );
+    assert_eq!(o.calls[0].response.as_ref().unwrap().body.prefix, JSON);
+    assert!(o.calls[1].response.as_ref().unwrap().body.prefix.is_empty());
+    assert_eq!(
+        o.calls[1].response.as_ref().unwrap().body.bytes,
+        JSON.len() as u64
+    );
 }

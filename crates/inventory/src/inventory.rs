@@ -49,12 +49,13 @@ pub struct InventoryConfig {
     pub max_endpoints_per_host: usize,
     /// Endpoints in all.
     pub max_endpoints: usize,
-    /// Bodies of the first this-many calls of each path shape (per worker) are analysed ...
+    /// Bodies of about the first this-many calls of each path shape are kept and analysed
+    /// (the first ⌈this / 64⌉ in each of the 64 flow buckets) ...
     pub body_sample_first: u32,
-    /// ... and then one call in this many.
+    /// ... and then one call in this many. The bodies of other calls are only measured.
     pub body_sample_every: u32,
-    /// Path shapes the body sampler remembers per worker; beyond, it samples one in
-    /// `body_sample_every` (counter `sampler_full`).
+    /// (Path shape, flow bucket) pairs the body sampler remembers per worker; beyond, it
+    /// samples one call in `body_sample_every` at random (counter `sampler_full`).
     pub body_sampler_max_shapes: usize,
     /// Significant digits of the latency histograms (1..=3).
     pub latency_sigfig: u8,
@@ -330,6 +331,10 @@ impl CallFacts {
 #[derive(Debug)]
 pub struct BodySampler {
     seen: FxHashMap<u64, u32>,
+    /// Entries of `seen` per flow bucket, each bucket bounded by `max_shapes` / buckets
+    /// (so that a full table, too, is the same whatever the number of workers).
+    per_bucket: Vec<u32>,
+    /// Calls sampled first in each flow bucket: `body_sample_first` spread over the buckets.
     first: u32,
     every: u32,
     max_shapes: usize,
@@ -341,25 +346,49 @@ impl BodySampler {
     pub fn new(cfg: &InventoryConfig) -> Self {
         BodySampler {
             seen: FxHashMap::default(),
-            first: cfg.body_sample_first,
+            per_bucket: vec![0; apiscope_capture::FLOW_BUCKETS as usize],
+            first: cfg
+                .body_sample_first
+                .div_ceil(apiscope_capture::FLOW_BUCKETS as u32),
             every: cfg.body_sample_every.max(1),
-            max_shapes: cfg.body_sampler_max_shapes,
+            max_shapes: cfg
+                .body_sampler_max_shapes
+                .div_ceil(apiscope_capture::FLOW_BUCKETS as usize),
             full: 0,
         }
     }
 
-    /// Whether to analyse the bodies of a call to `host` with `method` and `path`.
-    pub fn sample(&mut self, host: Option<&str>, method: &str, path: &str) -> bool {
+    /// Whether to keep and analyse the bodies of a call to `host` with `method` and `path`,
+    /// the `seq`-th call of a connection whose symmetric flow hash is `flow_hash`. Asked when
+    /// the request head is parsed, so that bodies not sampled are never decoded.
+    ///
+    /// Calls are counted per path shape and flow bucket ([`apiscope_capture::bucket_of`]):
+    /// a bucket's flows are all on one worker and come in capture order whatever the number
+    /// of workers, so the same calls are sampled with any `--threads`.
+    pub fn sample(
+        &mut self,
+        host: Option<&str>,
+        method: &str,
+        path: &str,
+        flow_hash: u64,
+        seq: u64,
+    ) -> bool {
         let shape = shape_hash(host.unwrap_or(""), method, path);
-        let n = if let Some(n) = self.seen.get_mut(&shape) {
+        let bucket = apiscope_capture::bucket_of(flow_hash);
+        let key = mix64(shape ^ bucket);
+        let in_bucket = &mut self.per_bucket[bucket as usize];
+        let n = if let Some(n) = self.seen.get_mut(&key) {
             *n = n.saturating_add(1);
             *n
-        } else if self.seen.len() < self.max_shapes {
-            self.seen.insert(shape, 1);
+        } else if (*in_bucket as usize) < self.max_shapes {
+            *in_bucket += 1;
+            self.seen.insert(key, 1);
             1
         } else {
             self.full += 1;
-            return mix64(shape ^ self.full) % u64::from(self.every) == 0;
+            return mix64(key ^ flow_hash ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                % u64::from(self.every)
+                == 0;
         };
         n <= self.first || n % self.every == 0
     }
@@ -1700,6 +1729,7 @@ mod tests {
             }),
             anomalies: Anomalies::new(),
             seq: 0,
+            bodies_kept: true,
         }
     }
 
@@ -2068,21 +2098,32 @@ mod tests {
     }
 
     #[test]
-    fn sampler_takes_the_first_calls_of_a_shape_then_one_in_n() {
+    fn sampler_takes_the_first_calls_of_a_shape_in_each_bucket_then_one_in_n() {
         let cfg = InventoryConfig {
-            body_sample_first: 2,
+            body_sample_first: 2 * apiscope_capture::FLOW_BUCKETS as u32,
             body_sample_every: 4,
             ..InventoryConfig::default()
         };
         let mut s = BodySampler::new(&cfg);
         let picks: Vec<bool> = (0..8)
-            .map(|i| s.sample(Some("h"), "GET", &format!("/users/{i}")))
+            .map(|i| s.sample(Some("h"), "GET", &format!("/users/{i}"), 7, i))
             .collect();
         assert_eq!(picks, [true, true, false, true, false, false, false, true]);
         assert!(
-            s.sample(Some("h"), "GET", "/orders/1"),
+            s.sample(Some("h"), "GET", "/orders/1", 7, 8),
             "a new shape is sampled"
         );
+        assert!(
+            s.sample(Some("h"), "GET", "/users/9", 8, 0),
+            "so is a known shape in another bucket"
+        );
+        assert!(!s.sample(
+            Some("h"),
+            "GET",
+            "/users/9",
+            7 + apiscope_capture::FLOW_BUCKETS,
+            0
+        ));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use apiscope_capture::{
     CloseReason, ConnMeta, Duration, Engine, StreamAnomaly, StreamEvent, StreamHandler, Timestamp,
 };
 use apiscope_detector::Detector;
-use apiscope_http::{Call, HttpConfig, HttpConn, HttpStats};
+use apiscope_http::{Call, CallSink, HttpConfig, HttpConn, HttpStats};
 use apiscope_inventory::inventory::{BodySampler, CallFacts, Inventory};
 use apiscope_inventory::keyed::KeyedHasher;
 use apiscope_inventory::spec::{Spec, SpecSet};
@@ -186,12 +186,10 @@ pub struct Pipeline {
     pub report: StreamReport,
     http_cfg: HttpConfig,
     pub http_stats: HttpStats,
-    scratch: Vec<Call>,
+    finished: Finished,
     /// Calls serialised since the last batch went to the writer.
     pub lines: Batch<Facts>,
     write_calls: bool,
-    /// Body sampler, when the inventory runs (its facts go with each call).
-    sampler: Option<BodySampler>,
     /// Keys the principal hashes in the facts (the state directory's secret, if any).
     hasher: KeyedHasher,
     /// False with `--stage capture`: streams are counted, not parsed.
@@ -216,10 +214,13 @@ impl Pipeline {
             report: StreamReport::default(),
             http_cfg,
             http_stats: HttpStats::default(),
-            scratch: Vec::new(),
+            finished: Finished {
+                calls: Vec::new(),
+                sampler,
+                flow_hash: 0,
+            },
             lines: Batch::default(),
             write_calls,
-            sampler,
             hasher,
             parse_http,
             summarize,
@@ -298,13 +299,14 @@ impl StreamHandler for Pipeline {
         let Some(http) = conn.http.as_mut() else {
             return;
         };
-        let (cfg, stats, out) = (&self.http_cfg, &mut self.http_stats, &mut self.scratch);
+        self.finished.flow_hash = meta.hash;
+        let (cfg, stats, out) = (&self.http_cfg, &mut self.http_stats, &mut self.finished);
         match ev {
             StreamEvent::Data { dir, ts, data } => http.on_data(cfg, dir, ts, data, out, stats),
             StreamEvent::Gap { dir, ts, len } => http.on_gap(cfg, dir, ts, len, out, stats),
             StreamEvent::Closed { ts, .. } => http.on_close(cfg, ts, out, stats),
             StreamEvent::Anomaly { ts, kind, .. } => {
-                if self.sampler.is_some() && kind == StreamAnomaly::OverlapMismatch {
+                if self.finished.sampler.is_some() && kind == StreamAnomaly::OverlapMismatch {
                     let (client, server) = if http.roles_swapped() {
                         (meta.key.dst, meta.key.src)
                     } else {
@@ -320,19 +322,22 @@ impl StreamHandler for Pipeline {
             }
         }
         let swapped = http.roles_swapped();
-        for mut call in self.scratch.drain(..) {
+        if let Some(s) = &self.finished.sampler {
+            self.http_stats.body_sampler_full = s.full;
+        }
+        let inventory = self.finished.sampler.is_some();
+        for mut call in self.finished.calls.drain(..) {
             self.calls += 1;
             if self.summarize {
                 self.report.calls.add(&call);
             }
-            if !self.write_calls && self.sampler.is_none() {
+            if !self.write_calls && !inventory {
                 continue;
             }
             self.lines.push(&call, meta, swapped, self.write_calls);
-            if let Some(s) = self.sampler.as_mut() {
+            if inventory {
                 let (_, client, server, _, _) = calls::key_of(&call, meta, swapped);
-                let req = &call.request;
-                let sample = s.sample(req.host(), &req.method, req.path());
+                let sample = call.bodies_kept;
                 let facts = CallFacts::extract(&mut call, client, server, sample, &self.hasher);
                 self.lines.set_facts(facts);
             }
@@ -369,6 +374,30 @@ fn size_class(n: usize) -> usize {
     }
     let step = n.next_power_of_two() / 8;
     n.next_multiple_of(step)
+}
+
+/// Where a worker's connections put their finished calls; it also decides, as each request
+/// head is parsed, whether the call's bodies are kept: only for the calls the inventory's
+/// body sampler picks. The others are only measured, which spares copying their prefixes
+/// and inflating gzip bodies (most of a worker's time otherwise).
+struct Finished {
+    calls: Vec<Call>,
+    /// The body sampler, when the inventory runs; without it no body is kept.
+    sampler: Option<BodySampler>,
+    /// Symmetric hash of the connection being fed.
+    flow_hash: u64,
+}
+
+impl CallSink for Finished {
+    fn push(&mut self, call: Call) {
+        self.calls.push(call);
+    }
+
+    fn keep_bodies(&mut self, host: Option<&str>, method: &str, path: &str, seq: u64) -> bool {
+        self.sampler
+            .as_mut()
+            .is_some_and(|s| s.sample(host, method, path, self.flow_hash, seq))
+    }
 }
 
 /// Calls sent to the merger per batch.

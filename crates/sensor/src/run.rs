@@ -139,9 +139,16 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let threads = args
         .threads
         .or((rc.threads > 0).then_some(rc.threads))
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
-        return Err(Failure::Usage("--threads must be at least 1".into()));
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(apiscope_capture::FLOW_BUCKETS as usize)
+        });
+    if threads == 0 || threads as u64 > apiscope_capture::FLOW_BUCKETS {
+        return Err(Failure::Usage(format!(
+            "--threads must be between 1 and {} (flows are spread over that many buckets)",
+            apiscope_capture::FLOW_BUCKETS
+        )));
     }
     let listen = args.listen.unwrap_or(rc.listen);
     // Read while still privileged: the token file may be readable by root only.

@@ -45,6 +45,59 @@ fn calls_are_identical_for_any_thread_count() {
 }
 
 #[test]
+fn inventory_and_body_samples_are_identical_for_any_thread_count() {
+    // Bodies are sampled per flow bucket, so the same calls are sampled (and their bodies
+    // kept) whatever the number of workers; a sampler with a small table overflows too.
+    let dir = std::env::temp_dir().join(format!("apiscope-inv-n-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("sampling.toml");
+    std::fs::write(
+        &cfg,
+        "[inventory]\nbody_sample_first = 1\nbody_sample_every = 3\nbody_sampler_max_shapes = 70\n",
+    )
+    .unwrap();
+    let inventory = |n: &str| {
+        let out = dir.join(format!("inv{n}.json"));
+        let o = apiscope(&[
+            "replay",
+            "--threads",
+            n,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--inventory",
+            out.to_str().unwrap(),
+            "fixtures/demo/demo.pcap",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(out).unwrap()
+    };
+    let one = inventory("1");
+    let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+    let (calls, samples) = v["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .fold((0, 0), |(c, s), e| {
+            (
+                c + e["calls"].as_u64().unwrap(),
+                s + e["body_samples"].as_u64().unwrap(),
+            )
+        });
+    assert!(
+        0 < samples && samples < calls,
+        "{samples} of {calls} sampled"
+    );
+    for n in ["2", "3", "5"] {
+        // Not assert_eq: the whole inventory would be printed twice.
+        assert!(
+            one == inventory(n),
+            "--threads {n} differs from --threads 1"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn exit_codes_follow_the_contract() {
     // Not a capture: failure, exit 1, with a message.
     let o = apiscope(&["replay", "README.md"]);

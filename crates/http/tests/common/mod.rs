@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 use apiscope_capture::{Direction, Timestamp};
-use apiscope_http::{Anomalies, Anomaly, Call, HttpConfig, HttpConn, HttpStats};
+use apiscope_http::{Anomalies, Anomaly, Call, CallSink, HttpConfig, HttpConn, HttpStats};
 
 #[derive(Debug, Clone)]
 pub enum Ev {
@@ -74,9 +74,72 @@ pub struct Outcome {
 }
 
 pub fn run_split(cfg: &HttpConfig, certain: bool, events: &[Ev], split: Split) -> Outcome {
+    let mut calls = Vec::new();
+    let (stats, conn) = run_into(cfg, certain, events, split, &mut calls);
+    Outcome { calls, stats, conn }
+}
+
+/// A sink that keeps the bodies of the calls whose path `keep` accepts, and records what
+/// it was asked.
+pub struct Choosy {
+    pub calls: Vec<Call>,
+    pub asked: Vec<(Option<String>, String, String, u64)>,
+    keep: fn(&str) -> bool,
+}
+
+impl CallSink for Choosy {
+    fn push(&mut self, call: Call) {
+        self.calls.push(call);
+    }
+
+    fn keep_bodies(&mut self, host: Option<&str>, method: &str, path: &str, seq: u64) -> bool {
+        self.asked.push((
+            host.map(str::to_owned),
+            method.to_owned(),
+            path.to_owned(),
+            seq,
+        ));
+        (self.keep)(path)
+    }
+}
+
+/// `run_cfg` through a [`Choosy`] sink: whole, byte by byte and in random pieces.
+pub fn run_choosy(cfg: &HttpConfig, events: &[Ev], keep: fn(&str) -> bool) -> (Outcome, Choosy) {
+    let mut results = Vec::new();
+    let mut splits = vec![Split::Whole, Split::Bytes];
+    splits.extend((1..=6).map(Split::Random));
+    for split in splits {
+        let mut sink = Choosy {
+            calls: Vec::new(),
+            asked: Vec::new(),
+            keep,
+        };
+        let (stats, conn) = run_into(cfg, true, events, split, &mut sink);
+        results.push((stats, conn, sink));
+    }
+    let (stats, conn, sink) = results.remove(0);
+    for (other_stats, _, other) in &results {
+        assert_eq!(other.calls, sink.calls);
+        assert_eq!(other.asked, sink.asked);
+        assert_eq!(*other_stats, stats);
+    }
+    let outcome = Outcome {
+        calls: sink.calls.clone(),
+        stats,
+        conn,
+    };
+    (outcome, sink)
+}
+
+fn run_into(
+    cfg: &HttpConfig,
+    certain: bool,
+    events: &[Ev],
+    split: Split,
+    calls: &mut dyn CallSink,
+) -> (HttpStats, HttpConn) {
     let mut conn = HttpConn::new(cfg, certain);
     let mut stats = HttpStats::default();
-    let mut calls = Vec::new();
     let mut rng = match split {
         Split::Random(seed) => Rng::new(seed),
         _ => Rng::new(1),
@@ -99,14 +162,14 @@ pub fn run_split(cfg: &HttpConfig, certain: bool, events: &[Ev], split: Split) -
                     }
                 };
                 for p in pieces {
-                    conn.on_data(cfg, *dir, ts(i), p, &mut calls, &mut stats);
+                    conn.on_data(cfg, *dir, ts(i), p, calls, &mut stats);
                 }
             }
-            Ev::Gap(dir, len) => conn.on_gap(cfg, *dir, ts(i), *len, &mut calls, &mut stats),
-            Ev::Close => conn.on_close(cfg, ts(i), &mut calls, &mut stats),
+            Ev::Gap(dir, len) => conn.on_gap(cfg, *dir, ts(i), *len, calls, &mut stats),
+            Ev::Close => conn.on_close(cfg, ts(i), calls, &mut stats),
         }
     }
-    Outcome { calls, stats, conn }
+    (stats, conn)
 }
 
 /// Replays `events` whole, byte by byte and in random pieces (several seeds); asserts that

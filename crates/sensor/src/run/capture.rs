@@ -133,7 +133,7 @@ impl Router {
                     },
                     tunnel: TunnelId::NONE,
                 };
-                (key.symmetric_hash() % n as u64) as usize
+                apiscope_capture::worker_of(key.symmetric_hash(), n as u64) as usize
             }
             _ => 0,
         }
