@@ -241,6 +241,16 @@ impl<F> Default for Batch<F> {
 }
 
 impl<F> Batch<F> {
+    /// An empty batch with room for `items` calls and `bytes` of lines, so that filling it
+    /// does not grow (and copy) its vectors step by step.
+    pub fn with_capacity(items: usize, bytes: usize) -> Self {
+        Batch {
+            items: Vec::with_capacity(items),
+            bytes: Vec::with_capacity(bytes),
+            ..Batch::default()
+        }
+    }
+
     /// Adds one call: its line when `write` (see [`write_line`]); its facts can be attached
     /// afterwards with [`Batch::set_facts`] (so they may take what the line no longer needs).
     pub fn push(&mut self, call: &Call, meta: &ConnMeta, swapped: bool, write: bool) {

@@ -268,7 +268,12 @@ impl Pipeline {
         last: bool,
     ) -> Batch<Facts> {
         let watermark = (!last).then(|| self.watermark(now, slack, max_wait));
-        let mut batch = std::mem::take(&mut self.lines);
+        // The next batch is sized like this one: most are full (BATCH calls).
+        let next = Batch::with_capacity(
+            self.lines.items.len().next_power_of_two().min(BATCH),
+            self.lines.bytes.len().next_power_of_two(),
+        );
+        let mut batch = std::mem::replace(&mut self.lines, next);
         batch.worker = worker;
         batch.watermark = watermark;
         batch
