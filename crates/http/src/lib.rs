@@ -19,7 +19,10 @@
 //! into its own buffer only an incomplete head (bounded by `max_head_bytes`). Body bytes are
 //! never buffered: they are counted, decoded as they stream by (gzip, deflate, stacked
 //! codings, limited against decompression bombs) and only the first `body_prefix_bytes` of
-//! the decoded body are kept.
+//! the decoded body are kept. Finished calls go to a [`CallSink`] (a `Vec<Call>` keeps
+//! everything), which is asked at each request head whether the call's bodies are worth
+//! keeping; those it declines are only measured: no prefix, and a body that is only gzip
+//! encoded is not inflated, its length being read from the gzip trailer.
 //!
 //! Requests are paired with responses first-in first-out, which covers pipelining; a
 //! response that arrives before its request (a hole in the request direction) waits for it.

@@ -62,7 +62,10 @@ pub struct Body {
     /// decoding. Bytes lost to gaps are not included (see `gap_bytes`).
     pub wire_bytes: u64,
     /// Bytes after content decoding; equal to `wire_bytes` when the body is not encoded or
-    /// could not be decoded. When decoding stopped (gap, bomb limit), the bytes decoded so far.
+    /// could not be decoded to its end (corrupt, a gap, cut short, the bomb limits: the
+    /// decoded length is then unknown). For a body that was only measured
+    /// ([`CallSink::keep_bodies`](crate::CallSink)) and is only gzip-encoded, the length
+    /// its gzip trailer states.
     pub bytes: u64,
     /// The first `body_prefix_bytes` of the decoded body (of the wire body when decoding
     /// failed).
