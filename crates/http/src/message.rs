@@ -160,6 +160,10 @@ fn headers_heap(headers: &[Header]) -> usize {
 
 /// `scheme://authority/...` → (authority without userinfo, rest starting at the path).
 fn split_absolute(target: &str) -> Option<(&str, &str)> {
+    if target.starts_with('/') {
+        // Origin form, by far the most common: no scheme.
+        return None;
+    }
     let colon = target.find("://")?;
     let scheme = &target[..colon];
     if scheme.is_empty()
