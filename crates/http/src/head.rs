@@ -148,7 +148,7 @@ pub(crate) fn scan_request_line(buf: &[u8], known_only: bool) -> Scan<ReqLine> {
             Scan::NeedMore
         };
     }
-    if m == 0 || buf[m] != b' ' {
+    if m == 0 || !matches!(buf[m], b' ' | b'\t') {
         return Scan::No;
     }
     let known = is_known_method(&buf[..m]);
@@ -156,6 +156,9 @@ pub(crate) fn scan_request_line(buf: &[u8], known_only: bool) -> Scan<ReqLine> {
         return Scan::No;
     }
     let t0 = m + 1;
+    if buf[m] == b'\t' {
+        return lenient_line(buf, t0);
+    }
     let t = buf[t0..].iter().take_while(|b| is_target_byte(**b)).count();
     let te = t0 + t;
     if te == buf.len() {
@@ -163,8 +166,8 @@ pub(crate) fn scan_request_line(buf: &[u8], known_only: bool) -> Scan<ReqLine> {
     }
     if t == 0 {
         // More spaces after the method (`GET  /a HTTP/1.1`), which lenient servers accept.
-        return if buf[t0] == b' ' {
-            spaced_target_line(buf, t0)
+        return if matches!(buf[t0], b' ' | b'\t') {
+            lenient_line(buf, t0)
         } else {
             Scan::No
         };
@@ -193,24 +196,28 @@ pub(crate) fn scan_request_line(buf: &[u8], known_only: bool) -> Scan<ReqLine> {
             match version1(&buf[v0..]) {
                 Scan::Yes(n) => match eol_len(&buf[v0 + n..]) {
                     Scan::Yes(e) => Scan::Yes(ReqLine::Http1 { len: v0 + n + e }),
-                    Scan::No => spaced_target_line(buf, t0),
+                    Scan::No => lenient_line(buf, t0),
                     Scan::NeedMore => Scan::NeedMore,
                 },
-                Scan::No => spaced_target_line(buf, t0),
+                Scan::No => lenient_line(buf, t0),
                 Scan::NeedMore => Scan::NeedMore,
             }
         }
+        b'\t' => lenient_line(buf, t0),
         _ => Scan::No,
     }
 }
 
-/// A request line whose target contains spaces (`GET /a?x=1 2 HTTP/1.1`, as sent by
-/// exploit scripts): the version is what follows the last space. Strict parsers reject it;
-/// lenient servers take the middle as the target, and so does the lenient fallback.
-fn spaced_target_line(buf: &[u8], t0: usize) -> Scan<ReqLine> {
+/// A request line strict parsers reject but lenient servers read, as exploit scripts and
+/// odd clients send them: tabs or several spaces as separators, a target containing spaces
+/// (`GET /a?x=1 2 HTTP/1.1`), whitespace after the version, a version in lower case or other
+/// than 1.0 and 1.1 (`HTTP/1.2`, `HTTP/2.0`, which servers answer, with 505 if need be). The
+/// version is what follows the last space or tab, the target the middle
+/// ([`lenient_request_line`]). `t0`: where the target's search starts.
+fn lenient_line(buf: &[u8], t0: usize) -> Scan<ReqLine> {
     let body = buf[t0..]
         .iter()
-        .take_while(|b| is_target_byte(**b) || **b == b' ')
+        .take_while(|b| is_target_byte(**b) || matches!(**b, b' ' | b'\t'))
         .count();
     let end = t0 + body;
     if end == buf.len() {
@@ -221,14 +228,62 @@ fn spaced_target_line(buf: &[u8], t0: usize) -> Scan<ReqLine> {
         Scan::No => return Scan::No,
         Scan::NeedMore => return Scan::NeedMore,
     };
-    let line = &buf[t0..end];
-    let ok = line.len() > 9
-        && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0"))
-        && line[..line.len() - 9].iter().any(|b| *b != b' ');
-    if ok {
-        Scan::Yes(ReqLine::Http1 { len: end + e })
-    } else {
-        Scan::No
+    match lenient_request_line(&buf[..end]) {
+        Some(_) => Scan::Yes(ReqLine::Http1 { len: end + e }),
+        None => Scan::No,
+    }
+}
+
+/// Splits a request line (without its line end) read leniently (see [`lenient_line`]) into
+/// method, target and version.
+fn lenient_request_line(line: &[u8]) -> Option<(&[u8], &[u8], Version)> {
+    let ws = |b: &u8| matches!(*b, b' ' | b'\t');
+    let mut line = line;
+    while let [rest @ .., b' ' | b'\t'] = line {
+        line = rest;
+    }
+    let m = line.iter().position(ws)?;
+    let v = line.iter().rposition(ws)?;
+    let method = &line[..m];
+    if m >= v
+        || method.is_empty()
+        || method.len() > MAX_METHOD
+        || !method.iter().all(|b| is_tchar(*b))
+    {
+        return None;
+    }
+    let version = lenient_version(&line[v + 1..])?;
+    if method == b"PRI" {
+        // The HTTP/2 connection preface (`PRI * HTTP/2.0`), not an HTTP/1 request.
+        return None;
+    }
+    let mut target = &line[m..v];
+    while let [b' ' | b'\t', rest @ ..] = target {
+        target = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = target {
+        target = rest;
+    }
+    let ok = !target.is_empty()
+        && target.iter().all(|b| is_target_byte(*b) || *b == b' ')
+        && (target[0] == b'/' || target[0] == b'*' || target.iter().any(|b| *b != b' '));
+    ok.then_some((method, target, version))
+}
+
+/// `HTTP/d.d` in any case. 1.0 is HTTP/1.0; later 1.x and 2 and up are read as HTTP/1.1
+/// (a server answers them so); 0.x is not accepted here (HTTP/0.9 has no version).
+fn lenient_version(v: &[u8]) -> Option<Version> {
+    let [h, t1, t2, p, slash, major, dot, minor] = v else {
+        return None;
+    };
+    let http = [*h, *t1, *t2, *p, *slash].eq_ignore_ascii_case(b"HTTP/");
+    if !http || *dot != b'.' || !major.is_ascii_digit() || !minor.is_ascii_digit() {
+        return None;
+    }
+    match (major, minor) {
+        (b'0', _) => None,
+        (b'1', b'0') => Some(Version::Http10),
+        _ => Some(Version::Http11),
     }
 }
 
@@ -587,36 +642,7 @@ fn lenient_request(buf: &[u8], max_headers: usize) -> Result<ReqHead, HeadError>
     let mut lines = Lines(buf);
     let line = lines.next().ok_or(HeadError::Unparseable)?;
     // Method up to the first space, version after the last: the target may hold spaces.
-    let (Some(sp1), Some(sp2)) = (
-        line.iter().position(|b| *b == b' '),
-        line.iter().rposition(|b| *b == b' '),
-    ) else {
-        return Err(HeadError::Unparseable);
-    };
-    if sp1 >= sp2 {
-        return Err(HeadError::Unparseable);
-    }
-    let (method, version) = (&line[..sp1], &line[sp2 + 1..]);
-    let mut target = &line[sp1 + 1..sp2];
-    while let [b' ', rest @ ..] = target {
-        target = rest;
-    }
-    while let [rest @ .., b' '] = target {
-        target = rest;
-    }
-    if method.is_empty()
-        || method.len() > MAX_METHOD
-        || !method.iter().all(|b| is_tchar(*b))
-        || target.is_empty()
-        || !target.iter().all(|b| is_target_byte(*b) || *b == b' ')
-    {
-        return Err(HeadError::Unparseable);
-    }
-    let version = match version {
-        b"HTTP/1.0" => Version::Http10,
-        b"HTTP/1.1" => Version::Http11,
-        _ => return Err(HeadError::Unparseable),
-    };
+    let (method, target, version) = lenient_request_line(line).ok_or(HeadError::Unparseable)?;
     let headers = lenient_headers(&mut lines, max_headers)?;
     Ok(ReqHead {
         method: String::from_utf8_lossy(method).into_owned(),
@@ -881,7 +907,26 @@ mod tests {
             scan_request_line(b"GET /a HTTP/1.1\r", false),
             Scan::NeedMore
         );
-        assert_eq!(scan_request_line(b"GET /a HTTP/2.0\r\n", false), Scan::No);
+        // Versions strict parsers reject but servers answer (505 if need be), read leniently;
+        // not the HTTP/2 connection preface, which is not HTTP/1 at all.
+        for line in [
+            &b"GET /a HTTP/2.0\r\n"[..],
+            b"GET /a HTTP/1.2\r\n",
+            b"GET /a http/1.1\r\n",
+            b"GET\t/a\tHTTP/1.1\r\n",
+            b"GET /a HTTP/1.1 \r\n",
+            b"GET /a\t HTTP/1.1\t\r\n",
+        ] {
+            assert_eq!(
+                scan_request_line(line, true),
+                Scan::Yes(ReqLine::Http1 { len: line.len() }),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(scan_request_line(b"PRI * HTTP/2.0\r\n", false), Scan::No);
+        assert_eq!(scan_request_line(b"GET /a HTTP/0.9\r\n", false), Scan::No);
+        assert_eq!(scan_request_line(b"GET /a HTTP/1.1x\r\n", false), Scan::No);
         assert_eq!(scan_request_line(b"GE", true), Scan::NeedMore);
         assert_eq!(scan_request_line(b"GX", true), Scan::No);
         assert_eq!(

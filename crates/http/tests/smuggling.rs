@@ -334,3 +334,54 @@ fn extra_spaces_in_the_request_line_are_read_and_flagged() {
         anomalies(&[Anomaly::NonConformingHead])
     );
 }
+
+#[test]
+fn odd_request_lines_lenient_servers_answer_are_read_and_flagged() {
+    // Tabs as separators, whitespace after the version, a version in lower case or that
+    // strict parsers refuse: servers answer them (505 for HTTP/2.0 in an HTTP/1 line), so
+    // each is a call, flagged, and the connection goes on.
+    let lines: [&[u8]; 6] = [
+        b"GET\t/a\tHTTP/1.1",
+        b"GET /b HTTP/1.1 ",
+        b"GET /c\t HTTP/1.0\t",
+        b"GET /d http/1.1",
+        b"GET /e HTTP/1.2",
+        b"GET /f HTTP/2.0",
+    ];
+    let mut events = Vec::new();
+    for line in lines {
+        events.push(c(cat(&[line, b"\r\nHost: x\r\n\r\n"])));
+        events.push(s(resp(if line.ends_with(b"2.0") { 505 } else { 200 }, b"")));
+    }
+    events.push(c(req("GET", "/g", &["Host: x"])));
+    events.push(s(resp(200, b"")));
+    let o = run(&events);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[
+            ("GET", "/a", Some(200)),
+            ("GET", "/b", Some(200)),
+            ("GET", "/c", Some(200)),
+            ("GET", "/d", Some(200)),
+            ("GET", "/e", Some(200)),
+            ("GET", "/f", Some(505)),
+            ("GET", "/g", Some(200)),
+        ])
+    );
+    for call in &o.calls[..6] {
+        assert_eq!(call.anomalies, anomalies(&[Anomaly::NonConformingHead]));
+        assert_eq!(call.request.host(), Some("x"));
+    }
+    assert_eq!(o.calls[2].request.version, apiscope_http::Version::Http10);
+    assert!(o.calls[6].anomalies.is_empty());
+}
+
+#[test]
+fn the_http2_connection_preface_is_not_read_as_http1() {
+    let o = run(&[
+        c(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00"),
+        s(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"),
+    ]);
+    assert!(o.calls.is_empty());
+    assert_eq!(o.conn.is_http(), Some(false));
+}
