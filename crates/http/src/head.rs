@@ -287,29 +287,57 @@ fn lenient_version(v: &[u8]) -> Option<Version> {
     }
 }
 
-/// `HTTP/1.x NNN` followed by SP or an end of line.
+/// `HTTP/1.x NNN` followed by SP or an end of line; leniently, also with the version in any
+/// case, any minor version, and spaces or tabs around the status ([`status_line`]).
 pub(crate) fn scan_status_line(buf: &[u8]) -> Scan<()> {
-    let n = match version1(buf) {
-        Scan::Yes(n) => n,
-        Scan::No => return Scan::No,
-        Scan::NeedMore => return Scan::NeedMore,
-    };
-    for i in 0..4 {
-        let Some(&b) = buf.get(n + i) else {
-            return Scan::NeedMore;
-        };
-        let ok = if i == 0 {
-            b == b' '
-        } else {
-            b.is_ascii_digit()
-        };
-        if !ok {
-            return Scan::No;
+    match status_line(buf, false) {
+        Scan::Yes(_) => Scan::Yes(()),
+        Scan::No => Scan::No,
+        Scan::NeedMore => Scan::NeedMore,
+    }
+}
+
+/// Reads a status line at the start of `buf` (`line_whole`: `buf` is the whole line, without
+/// its end): `HTTP/1.d` (any case), one or more spaces or tabs, three digits, then a space, a
+/// tab or the line's end. Returns the version, the status and where the reason may start.
+fn status_line(buf: &[u8], line_whole: bool) -> Scan<(Version, u16, usize)> {
+    for (i, want) in b"http/1.".iter().enumerate() {
+        match buf.get(i) {
+            None => return Scan::NeedMore,
+            Some(b) if b.to_ascii_lowercase() == *want => {}
+            Some(_) => return Scan::No,
         }
     }
-    match buf.get(n + 4) {
+    let version = match buf.get(7) {
+        None => return Scan::NeedMore,
+        Some(b'0') => Version::Http10,
+        Some(b) if b.is_ascii_digit() => Version::Http11,
+        Some(_) => return Scan::No,
+    };
+    let ws = buf[8..]
+        .iter()
+        .take(16)
+        .take_while(|b| matches!(**b, b' ' | b'\t'))
+        .count();
+    let d0 = 8 + ws;
+    if d0 == buf.len() {
+        return Scan::NeedMore;
+    }
+    if ws == 0 || ws == 16 {
+        return Scan::No;
+    }
+    let mut status = 0u16;
+    for i in 0..3 {
+        match buf.get(d0 + i) {
+            None => return Scan::NeedMore,
+            Some(b) if b.is_ascii_digit() => status = status * 10 + u16::from(b - b'0'),
+            Some(_) => return Scan::No,
+        }
+    }
+    match buf.get(d0 + 3) {
+        None if line_whole => Scan::Yes((version, status, d0 + 3)),
         None => Scan::NeedMore,
-        Some(b' ' | b'\r' | b'\n') => Scan::Yes(()),
+        Some(b' ' | b'\t' | b'\r' | b'\n') => Scan::Yes((version, status, d0 + 3)),
         Some(_) => Scan::No,
     }
 }
@@ -594,7 +622,10 @@ fn trim_lenient(mut b: &[u8]) -> &[u8] {
 }
 
 /// Header lines up to the empty line: `token ":" value` (whitespace before the colon
-/// tolerated), values with any bytes, obsolete line folding joined with a space.
+/// tolerated), values with any bytes, obsolete line folding joined with a space. Lines that
+/// cannot be a header (no colon, a name that is no token, a continuation with nothing to
+/// continue) are skipped, as lenient clients and servers skip them (a server then answers
+/// 400, which is still an exchange worth reporting); the head is flagged non-conforming.
 fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Vec<Header>, HeadError> {
     let mut headers: Vec<Header> = Vec::new();
     for line in lines.by_ref() {
@@ -602,15 +633,15 @@ fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Vec<Head
             return Ok(headers);
         }
         if matches!(line[0], b' ' | b'\t') {
-            let last = headers.last_mut().ok_or(HeadError::Unparseable)?;
-            last.value.push(b' ');
-            last.value.extend_from_slice(trim_ows(line));
+            if let Some(last) = headers.last_mut() {
+                last.value.push(b' ');
+                last.value.extend_from_slice(trim_ows(line));
+            }
             continue;
         }
-        let colon = line
-            .iter()
-            .position(|b| *b == b':')
-            .ok_or(HeadError::Unparseable)?;
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
         // Whitespace before the colon is invalid (a smuggling vector: a server rejects it, a
         // proxy may strip it); the head is already flagged non-conforming, so keep the name
         // without it, except on Transfer-Encoding, where the framing analysis flags it.
@@ -620,7 +651,7 @@ fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Vec<Head
             name = rest;
         }
         if name.is_empty() || !name.iter().all(|b| is_tchar(*b)) {
-            return Err(HeadError::Unparseable);
+            continue;
         }
         if headers.len() >= max_headers {
             return Err(HeadError::TooManyHeaders);
@@ -655,18 +686,13 @@ fn lenient_request(buf: &[u8], max_headers: usize) -> Result<ReqHead, HeadError>
 fn lenient_response(buf: &[u8], max_headers: usize) -> Result<RespHead, HeadError> {
     let mut lines = Lines(buf);
     let line = lines.next().ok_or(HeadError::Unparseable)?;
-    if scan_status_line(&[line, b"\n"].concat()) != Scan::Yes(()) {
+    let Scan::Yes((version, status, after)) = status_line(line, true) else {
         return Err(HeadError::Unparseable);
-    }
-    let version = if line[7] == b'0' {
-        Version::Http10
-    } else {
-        Version::Http11
     };
-    let status = line[9..12]
-        .iter()
-        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
-    let reason = line.get(13..).unwrap_or_default();
+    let mut reason = &line[after..];
+    while let [b' ' | b'\t', rest @ ..] = reason {
+        reason = rest;
+    }
     let headers = lenient_headers(&mut lines, max_headers)?;
     Ok(RespHead {
         status,
@@ -1118,10 +1144,13 @@ mod tests {
             (h.headers[0].name.as_str(), &h.headers[0].value[..]),
             ("Host", &b"a"[..])
         );
-        assert_eq!(
-            parse_request_head(b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", 8).unwrap_err(),
-            HeadError::Unparseable
-        );
+        // A line that cannot be a header is skipped, not the head dropped.
+        let (h, lenient) =
+            parse_request_head(b"GET / HTTP/1.1\r\nHo st: a\r\nnoise\r\nHost: b\r\n\r\n", 8)
+                .unwrap();
+        assert!(lenient);
+        assert_eq!(h.headers.len(), 1);
+        assert_eq!(h.headers[0].value, b"b");
         assert_eq!(
             parse_request_head(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", 1).unwrap_err(),
             HeadError::TooManyHeaders

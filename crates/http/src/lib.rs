@@ -63,10 +63,14 @@
 //! - **PROXY protocol**: a v1 line or v2 header that a load balancer (HAProxy, AWS NLB,
 //!   Envoy) sends before the client's first bytes is skipped and counted (`proxy_headers`)
 //!   at the start of a connection with a handshake seen.
-//! - **Lenient heads**: heads httparse rejects are re-read by a lenient parser (control bytes
-//!   in header values, non-UTF-8 or space-containing request targets, obsolete line
-//!   folding, whitespace before a header's colon) and flagged [`Anomaly::NonConformingHead`]; exploit traffic is often exactly
-//!   that, so it is reported rather than dropped.
+//! - **Lenient heads**: heads httparse rejects are re-read by a lenient parser and flagged
+//!   [`Anomaly::NonConformingHead`]: control bytes in header values, non-UTF-8 or
+//!   space-containing request targets, tabs or several spaces between the parts of a start
+//!   line, whitespace after the version, a version in lower case or other than 1.0/1.1
+//!   (`HTTP/1.2`, `HTTP/2.0` in a text request line, which servers answer with 505; not the
+//!   HTTP/2 preface), obsolete line folding, whitespace before a header's colon; header
+//!   lines that cannot be headers (no colon, a name that is no token) are skipped. Exploit
+//!   traffic is often exactly that, so it is reported rather than dropped.
 //! - **Dropped heads** (oversized, too many headers, unparseable, lost in a gap): no call, but
 //!   a dropped request still absorbs one response so later pairs stay aligned, and a dropped
 //!   response leaves its request answered by `None`.

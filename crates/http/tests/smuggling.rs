@@ -385,3 +385,79 @@ fn the_http2_connection_preface_is_not_read_as_http1() {
     assert!(o.calls.is_empty());
     assert_eq!(o.conn.is_http(), Some(false));
 }
+
+#[test]
+fn odd_status_lines_are_read_and_flagged() {
+    // Two spaces or a tab around the status, a lower-case version, a later minor version:
+    // clients read them, and so does the lenient fallback; the pairs after stay aligned.
+    let lines: [&[u8]; 5] = [
+        b"HTTP/1.1  201 Created",
+        b"HTTP/1.1\t202\tAccepted",
+        b"http/1.1 203 OK",
+        b"HTTP/1.2 204 No Content",
+        b"HTTP/1.1 205",
+    ];
+    let mut events = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        events.push(c(req("GET", &format!("/{i}"), &["Host: x"])));
+        events.push(s(cat(&[line, b"\r\nContent-Length: 0\r\n\r\n"])));
+    }
+    events.push(c(req("GET", "/last", &["Host: x"])));
+    events.push(s(resp(200, b"ok")));
+    events.push(close());
+    let o = run(&events);
+    let statuses: Vec<_> = o
+        .calls
+        .iter()
+        .map(|c| c.response.as_ref().map(|r| r.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            Some(201),
+            Some(202),
+            Some(203),
+            Some(204),
+            Some(205),
+            Some(200)
+        ]
+    );
+    for call in &o.calls[..4] {
+        assert_eq!(call.anomalies, anomalies(&[Anomaly::NonConformingHead]));
+    }
+    assert!(o.calls[4].anomalies.is_empty() && o.calls[5].anomalies.is_empty());
+}
+
+#[test]
+fn header_lines_that_cannot_be_headers_are_skipped_not_the_message() {
+    // No colon, a name that is no token, a folded line with nothing before it: servers answer
+    // such requests (400) and clients read such responses, so the exchange is kept, flagged.
+    let o = run(&[
+        c(b"GET /a HTTP/1.1\r\n folded\r\nHost: x\r\nno colon here\r\nBad Name: v\r\n\r\n"),
+        s(resp(400, b"")),
+        c(req("GET", "/b", &["Host: x"])),
+        s(b"HTTP/1.1 200 OK\r\nnot a header\r\nContent-Length: 2\r\n\r\nok"),
+        c(req("GET", "/c", &["Host: x"])),
+        s(resp(200, b"")),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[
+            ("GET", "/a", Some(400)),
+            ("GET", "/b", Some(200)),
+            ("GET", "/c", Some(200))
+        ])
+    );
+    assert_eq!(o.calls[0].request.host(), Some("x"));
+    assert_eq!(o.calls[0].request.headers.len(), 1);
+    assert_eq!(o.calls[1].response.as_ref().unwrap().body.bytes, 2);
+    assert_eq!(
+        o.calls[0].anomalies,
+        anomalies(&[Anomaly::NonConformingHead])
+    );
+    assert_eq!(
+        o.calls[1].anomalies,
+        anomalies(&[Anomaly::NonConformingHead])
+    );
+    assert!(o.calls[2].anomalies.is_empty());
+}
