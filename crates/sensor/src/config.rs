@@ -366,6 +366,16 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
         c.flow.max_flows >= 1,
         "[flow] max_flows: must be at least 1",
     );
+    // Flows are spread over FLOW_BUCKETS buckets, and the buckets over the workers.
+    let most = apiscope_capture::FLOW_BUCKETS as usize;
+    check(
+        c.output.threads <= most,
+        "[output] threads: must be at most 64 (flows are spread over 64 buckets)",
+    );
+    check(
+        c.run.threads <= most,
+        "[run] threads: must be at most 64 (flows are spread over 64 buckets)",
+    );
     check(
         c.flow.idle_timeout_secs >= 1,
         "[flow] idle_timeout_secs: must be at least 1",
@@ -531,5 +541,16 @@ mod tests {
         assert!(all.contains("[reassembly] overlap_policy"), "{all}");
         assert!(all.contains("`nope`"), "{all}");
         assert!(errs.len() >= 4, "{all}");
+    }
+
+    #[test]
+    fn more_workers_than_flow_buckets_are_refused() {
+        let errs = parse("[output]\nthreads = 65\n[run]\nthreads = 100\n").unwrap_err();
+        let all = errs.join("\n");
+        assert!(
+            all.contains("[output] threads") && all.contains("[run] threads"),
+            "{all}"
+        );
+        assert!(parse("[output]\nthreads = 64\n").is_ok());
     }
 }

@@ -117,12 +117,11 @@ fn exit_codes_follow_the_contract() {
     assert_eq!(o.status.code(), Some(0));
     // Usage errors: exit 2.
     assert_eq!(apiscope(&["replay"]).status.code(), Some(2));
-    assert_eq!(
-        apiscope(&["replay", "--threads", "0", "fixtures/demo/demo.pcap"])
-            .status
-            .code(),
-        Some(2)
-    );
+    for n in ["0", "65"] {
+        let o = apiscope(&["replay", "--threads", n, "fixtures/demo/demo.pcap"]);
+        assert_eq!(o.status.code(), Some(2), "--threads {n}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("between 1 and 64"));
+    }
     // A truncated capture is processed up to the damage and is not a failure.
     let o = apiscope(&["replay", "fixtures/capture/file_truncated_record.pcap"]);
     assert_eq!(o.status.code(), Some(0));
