@@ -1589,6 +1589,15 @@ impl HttpConn {
                 }
                 Scan::NeedMore => Step::NeedMore,
                 Scan::No => match find_lf(input, 0) {
+                    Some(_) if self.starts_message(d, input) => {
+                        // The sender left out the empty line that ends the trailers: what
+                        // follows is the next message, not a trailer field.
+                        if let Some(m) = self.sides[d].cur.as_mut() {
+                            flag(&mut m.anomalies, Anomaly::InvalidChunk, stats);
+                        }
+                        self.finish(cfg, d, Some(ctx.ts_at(0)), false, out, stats);
+                        Step::Progress(0)
+                    }
                     Some(i) if seen + i < cap => {
                         set(self, Chunk::Trailers(seen + i + 1));
                         Step::Progress(i + 1)
@@ -1597,6 +1606,18 @@ impl HttpConn {
                     _ => self.invalid_chunk(cfg, d, out, stats),
                 },
             },
+        }
+    }
+
+    /// `line` (complete) is a start line of the messages direction `d` carries.
+    fn starts_message(&self, d: usize, line: &[u8]) -> bool {
+        match self.kind(d) {
+            Kind::Responses => crate::head::scan_status_line(line) == Scan::Yes(()),
+            Kind::Requests => matches!(
+                scan_request_line(line, true),
+                Scan::Yes(crate::head::ReqLine::Http1 { .. })
+            ),
+            Kind::Unknown => false,
         }
     }
 

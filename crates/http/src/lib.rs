@@ -71,6 +71,9 @@
 //!   HTTP/2 preface), obsolete line folding, whitespace before a header's colon; header
 //!   lines that cannot be headers (no colon, a name that is no token) are skipped. Exploit
 //!   traffic is often exactly that, so it is reported rather than dropped.
+//! - **Chunked trailers**: a complete start line where a trailer field would be ends the
+//!   message (its sender left out the empty line after the last chunk), flagged
+//!   [`Anomaly::InvalidChunk`], and starts the next one.
 //! - **Dropped heads** (oversized, too many headers, unparseable, lost in a gap): no call, but
 //!   a dropped request still absorbs one response so later pairs stay aligned, and a dropped
 //!   response leaves its request answered by `None`.

@@ -233,3 +233,30 @@ fn close_before_end_truncates() {
     assert_eq!(r.body.prefix, b"only");
     assert!(!o.calls[0].anomalies.contains(Anomaly::BodyGap));
 }
+
+#[test]
+fn a_start_line_where_trailers_would_be_ends_a_chunked_message() {
+    // A sender that leaves out the empty line after the last chunk: the next message follows
+    // at once. It is not read as a trailer field; the message is flagged InvalidChunk.
+    let o = run(&[
+        c(b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"),
+        c(req("GET", "/next", &["Host: x"])),
+        s(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"),
+        s(resp(201, b"")),
+        c(b"GET /t HTTP/1.1\r\nHost: x\r\n\r\n"),
+        s(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Trailer: 1\r\n\r\n"),
+        close(),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[
+            ("POST", "/up", Some(200)),
+            ("GET", "/next", Some(201)),
+            ("GET", "/t", Some(200))
+        ])
+    );
+    assert_eq!(o.calls[0].request.body.bytes, 3);
+    assert_eq!(o.calls[0].response.as_ref().unwrap().body.bytes, 2);
+    assert_eq!(o.calls[0].anomalies, anomalies(&[Anomaly::InvalidChunk]));
+    assert!(o.calls[1].anomalies.is_empty() && o.calls[2].anomalies.is_empty());
+}
