@@ -79,10 +79,8 @@ enum State {
     Start,
     /// Expecting a message head.
     Head,
-    /// Scanning for a plausible message start; `line_start`: the next byte begins a line.
-    Resync {
-        line_start: bool,
-    },
+    /// Scanning for a plausible message start, at any byte (see `step_resync`).
+    Resync,
     Body(BodyState),
     /// After a CONNECT request: bytes are held (bounded) until the response says whether a
     /// tunnel opened.
@@ -321,6 +319,9 @@ pub struct HttpConn {
     queued_bytes: usize,
     /// When a gap last cost the response side a message boundary (see `skip_lost_responses`).
     resp_lost_at: Option<Timestamp>,
+    /// When a gap last cost the request side a message boundary, until the next request:
+    /// responses with no request to answer after it answer requests lost in it.
+    req_lost_at: Option<Timestamp>,
     next_id: u64,
     next_seq: u64,
     undecided_skipped: u64,
@@ -371,6 +372,7 @@ impl HttpConn {
             held: VecDeque::new(),
             queued_bytes: 0,
             resp_lost_at: None,
+            req_lost_at: None,
             next_id: 0,
             next_seq: 0,
             undecided_skipped: 0,
@@ -429,12 +431,12 @@ impl HttpConn {
         side.scan_from = 0;
         side.await_09 = false;
         match side.state {
-            State::Start | State::Resync { .. } | State::Socks(_) => {
-                side.state = State::Resync { line_start: true };
+            State::Start | State::Resync | State::Socks(_) => {
+                side.state = State::Resync;
                 self.skip_count(cfg, buffered, stats);
             }
             State::Head => {
-                side.state = State::Resync { line_start: true };
+                side.state = State::Resync;
                 if had_content {
                     stats.heads_lost_to_gap += 1;
                     match kind {
@@ -475,9 +477,33 @@ impl HttpConn {
             State::Body(BodyState::Close) => self.body_gap(d, len, ts, stats),
             State::ConnectWait | State::Tunnel => {}
         }
-        if kind == Kind::Responses && matches!(self.sides[d].state, State::Resync { .. }) {
-            self.resp_lost_at = Some(ts);
+        if matches!(self.sides[d].state, State::Resync) {
+            match kind {
+                Kind::Responses => self.resp_lost_at = Some(ts),
+                Kind::Requests => self.lose_requests(ts, stats),
+                Kind::Unknown => {}
+            }
         }
+    }
+
+    /// A gap dated `gap_at` (by the server's acknowledgment of its end) cost the request side
+    /// a message boundary: whole requests may have been lost in it. A response that came at
+    /// or after that acknowledgment with no request waiting answers one of them, not the next
+    /// request to be parsed: those held are dropped, and so are those that come before the
+    /// next request (`responses_to_lost_requests`).
+    fn lose_requests(&mut self, gap_at: Timestamp, stats: &mut HttpStats) {
+        let before = self.held.len();
+        let mut freed = 0;
+        self.held.retain(|(r, _, size)| {
+            let keep = r.ts < gap_at;
+            if !keep {
+                freed += size;
+            }
+            keep
+        });
+        self.queued_bytes = self.queued_bytes.saturating_sub(freed);
+        stats.responses_to_lost_requests += (before - self.held.len()) as u64;
+        self.req_lost_at = Some(gap_at);
     }
 
     /// The connection ended. Close-delimited bodies end here; bodies still expecting bytes
@@ -513,7 +539,7 @@ impl HttpConn {
                     self.finish(cfg, d, None, true, out, stats);
                 }
                 State::Head if side.buf_has_content() => stats.heads_lost_to_close += 1,
-                State::Start | State::Resync { .. } => {
+                State::Start | State::Resync => {
                     stats.resync_skipped_bytes += side.buf.len() as u64;
                 }
                 _ => {}
@@ -723,7 +749,7 @@ impl HttpConn {
         match self.sides[d].state {
             State::Tunnel | State::ConnectWait => stats.tunnel_bytes += n as u64,
             _ => {
-                self.sides[d].state = State::Resync { line_start: false };
+                self.sides[d].state = State::Resync;
                 self.skip_count(cfg, n, stats);
             }
         }
@@ -765,11 +791,11 @@ impl HttpConn {
                 Kind::Requests => self.step_request_head(cfg, d, input, ctx, out, stats),
                 Kind::Responses => self.step_response_head(cfg, d, input, ctx, out, stats),
                 Kind::Unknown => {
-                    self.sides[d].state = State::Resync { line_start: true };
+                    self.sides[d].state = State::Resync;
                     Step::Progress(0)
                 }
             },
-            State::Resync { line_start } => self.step_resync(cfg, d, input, line_start, stats),
+            State::Resync => self.step_resync(cfg, d, input, stats),
             State::Body(b) => self.step_body(cfg, d, b, input, ctx, out, stats),
             State::ConnectWait => {
                 if input.len() < cfg.head_cap() {
@@ -882,7 +908,7 @@ impl HttpConn {
                 self.sides[d].state = if self.is_http == Some(true) {
                     State::Head
                 } else {
-                    State::Resync { line_start: true }
+                    State::Resync
                 };
                 Step::Progress(0)
             }
@@ -896,19 +922,24 @@ impl HttpConn {
                 self.sides[d].state = if self.req_dir == Some(req_dir) {
                     State::Head
                 } else {
-                    State::Resync { line_start: true }
+                    State::Resync
                 };
                 Step::Progress(0)
             }
         }
     }
 
+    /// Looks for the next message start after the parser lost track (a gap, a line that is
+    /// no start line, a dropped head, a malformed body). A start line is looked for at every
+    /// byte, not only after a line end: what is left of a message a gap cut (often a body
+    /// without a line end) may run straight into the next message. Each byte position is
+    /// judged once, with the bytes that decide (waited for if need be), so the outcome does
+    /// not depend on how the bytes arrive.
     fn step_resync(
         &mut self,
         cfg: &HttpConfig,
         d: usize,
         input: &[u8],
-        line_start: bool,
         stats: &mut HttpStats,
     ) -> Step {
         let want = match self.kind(d) {
@@ -917,17 +948,15 @@ impl HttpConn {
             Kind::Unknown => None,
         };
         let cap = cfg.head_cap();
-        let mut p = if line_start {
-            0
-        } else {
-            match find_lf(input, 0) {
-                Some(i) => i + 1,
-                None => return self.skip(cfg, d, input.len(), false, stats),
-            }
+        // Start lines begin with a known (upper-case) method, or `HTTP/` in any case.
+        let may_start = |b: u8| match want {
+            Some(Start::Response) => b == b'H' || b == b'h',
+            Some(Start::Request) => b.is_ascii_uppercase(),
+            None => b == b'h' || b.is_ascii_uppercase(),
         };
-        loop {
-            if p >= input.len() {
-                return self.skip(cfg, d, p, true, stats);
+        for p in 0..input.len() {
+            if !may_start(input[p]) {
+                continue;
             }
             let candidate = match resync_candidate(&input[p..], want) {
                 // A start line as long as the buffer bound is not trusted (it could not have
@@ -961,27 +990,18 @@ impl HttpConn {
                     if p == 0 {
                         return Step::NeedMore;
                     }
-                    return self.skip(cfg, d, p, true, stats);
+                    return self.skip(cfg, d, p, stats);
                 }
-                _ => match find_lf(input, p) {
-                    Some(i) => p = i + 1,
-                    None => return self.skip(cfg, d, input.len(), false, stats),
-                },
+                _ => {}
             }
         }
+        self.skip(cfg, d, input.len(), stats)
     }
 
-    fn skip(
-        &mut self,
-        cfg: &HttpConfig,
-        d: usize,
-        n: usize,
-        line_start: bool,
-        stats: &mut HttpStats,
-    ) -> Step {
+    fn skip(&mut self, cfg: &HttpConfig, d: usize, n: usize, stats: &mut HttpStats) -> Step {
         self.skip_count(cfg, n, stats);
         if self.live() {
-            self.sides[d].state = State::Resync { line_start };
+            self.sides[d].state = State::Resync;
         }
         Step::Progress(n)
     }
@@ -989,7 +1009,7 @@ impl HttpConn {
     /// After a message ended abnormally: look for the next start instead of assuming one.
     fn resync_after_message(&mut self, d: usize) {
         if self.sides[d].state == State::Head {
-            self.sides[d].state = State::Resync { line_start: true };
+            self.sides[d].state = State::Resync;
         }
     }
 
@@ -1003,10 +1023,9 @@ impl HttpConn {
     ) -> Step {
         stats.anomaly(Anomaly::Unparseable);
         self.sides[d].carry.insert(Anomaly::Unparseable);
-        match find_lf(input, 0) {
-            Some(i) => self.skip(cfg, d, i + 1, true, stats),
-            None => self.skip(cfg, d, input.len(), false, stats),
-        }
+        // The bytes after it are searched for a start line (`step_resync`).
+        let _ = input;
+        self.skip(cfg, d, 1, stats)
     }
 
     /// A head that started like a message but cannot become one: consume `n` bytes, record
@@ -1018,7 +1037,6 @@ impl HttpConn {
         d: usize,
         n: usize,
         a: Anomaly,
-        line_start: bool,
         ts: Timestamp,
         out: &mut dyn CallSink,
         stats: &mut HttpStats,
@@ -1031,7 +1049,7 @@ impl HttpConn {
             }
             _ => self.lose_response(Some(a), out, stats),
         }
-        self.sides[d].state = State::Resync { line_start };
+        self.sides[d].state = State::Resync;
         Step::Progress(n)
     }
 
@@ -1064,7 +1082,7 @@ impl HttpConn {
         let cap = cfg.head_cap();
         // An oversized head is cut at `cap` whether it arrived whole or in pieces, so the
         // outcome does not depend on packet boundaries.
-        let oversized = || HeadEnd::Oversized(cap, input.get(cap - 1) == Some(&b'\n'));
+        let oversized = || HeadEnd::Oversized(cap);
         match find_head_end(input, self.sides[d].scan_from) {
             Ok(end) if end > cap => Err(oversized()),
             Ok(end) => Ok(end),
@@ -1097,7 +1115,7 @@ impl HttpConn {
             Scan::NeedMore if input.len() < cfg.head_cap() => return Step::NeedMore,
             Scan::NeedMore => {
                 let cap = cfg.head_cap();
-                return self.drop_head(cfg, d, cap, Anomaly::OversizedHead, false, ts, out, stats);
+                return self.drop_head(cfg, d, cap, Anomaly::OversizedHead, ts, out, stats);
             }
             Scan::No => return self.bad_start_line(cfg, d, input, stats),
             Scan::Yes(l) => l,
@@ -1114,13 +1132,13 @@ impl HttpConn {
         let end = match self.head_end(cfg, d, input) {
             Ok(end) => end,
             Err(HeadEnd::NeedMore) => return Step::NeedMore,
-            Err(HeadEnd::Oversized(n, ls)) => {
-                return self.drop_head(cfg, d, n, Anomaly::OversizedHead, ls, ts, out, stats)
+            Err(HeadEnd::Oversized(n)) => {
+                return self.drop_head(cfg, d, n, Anomaly::OversizedHead, ts, out, stats)
             }
         };
         let (head, lenient) = match parse_request_head(&input[..end], cfg.max_headers) {
             Ok(h) => h,
-            Err(e) => return self.drop_head(cfg, d, end, e.anomaly(), true, ts, out, stats),
+            Err(e) => return self.drop_head(cfg, d, end, e.anomaly(), ts, out, stats),
         };
         self.is_http = Some(true);
         let mut anomalies = mem::take(&mut self.sides[d].carry);
@@ -1377,13 +1395,13 @@ impl HttpConn {
         let end = match self.head_end(cfg, d, input) {
             Ok(end) => end,
             Err(HeadEnd::NeedMore) => return Step::NeedMore,
-            Err(HeadEnd::Oversized(n, ls)) => {
-                return self.drop_head(cfg, d, n, Anomaly::OversizedHead, ls, ts, out, stats)
+            Err(HeadEnd::Oversized(n)) => {
+                return self.drop_head(cfg, d, n, Anomaly::OversizedHead, ts, out, stats)
             }
         };
         let (head, lenient) = match parse_response_head(&input[..end], cfg.max_headers) {
             Ok(h) => h,
-            Err(e) => return self.drop_head(cfg, d, end, e.anomaly(), true, ts, out, stats),
+            Err(e) => return self.drop_head(cfg, d, end, e.anomaly(), ts, out, stats),
         };
         self.is_http = Some(true);
         let ts_end = ctx.ts_at(end - 1);
@@ -1775,6 +1793,10 @@ impl HttpConn {
                 // request from before the capture began, which can never be paired.
                 stats.orphan_responses += 1;
             }
+            None if self.req_lost_at.is_some_and(|g| resp.ts >= g) => {
+                // It answers a request lost in a gap (see `lose_requests`).
+                stats.responses_to_lost_requests += 1;
+            }
             None => {
                 // A response before its request: hold it for the next request parsed.
                 if self.held.len() >= cfg.pending_cap() {
@@ -1862,6 +1884,9 @@ impl HttpConn {
             self.next_seq += 1;
             self.next_seq - 1
         });
+        if real {
+            self.req_lost_at = None;
+        }
         let mut t = Txn {
             id,
             seq,
@@ -1942,8 +1967,8 @@ impl HttpConn {
 
 enum HeadEnd {
     NeedMore,
-    /// Consume this many bytes; the flag says whether the next byte starts a line.
-    Oversized(usize, bool),
+    /// Consume this many bytes.
+    Oversized(usize),
 }
 
 fn head_heap(headers: &[crate::message::Header]) -> usize {

@@ -28,13 +28,17 @@
 //! response that arrives before its request (a hole in the request direction) waits for it.
 //! Gaps are normal input: a gap inside a Content-Length body is accounted for and parsing
 //! goes on at the message boundary; elsewhere the message ends truncated and the parser
-//! scans for the next plausible message start. When a gap cost the response side a message
-//! boundary, requests still waiting that were sent before the gap, while a later one was
-//! sent after it (the capture layer dates a gap by the client's acknowledgment of its end),
-//! had their responses in the gap: they are emitted without one (`responses_lost_to_gap`),
-//! so the pairs after the gap stay aligned. Connections whose first bytes cannot start
-//! an HTTP message are given up ([`HttpConn::is_http`] becomes `Some(false)`), whatever the
-//! port.
+//! scans for the next plausible message start, at any byte (what is left of a message a gap
+//! cut often has no line end before the next message). When a gap cost the response side a
+//! message boundary, requests still waiting that were sent before the gap, while a later one
+//! was sent after it (the capture layer dates a gap by the client's acknowledgment of its
+//! end), had their responses in the gap: they are emitted without one
+//! (`responses_lost_to_gap`), so the pairs after the gap stay aligned. When a gap cost the
+//! request side a message boundary, a response that came at or after the server's
+//! acknowledgment of the missing bytes with no request waiting answers a request lost in it:
+//! it is dropped (`responses_to_lost_requests`) rather than paired with the next request.
+//! Connections whose first bytes cannot start an HTTP message are given up
+//! ([`HttpConn::is_http`] becomes `Some(false)`), whatever the port.
 //!
 //! # Decisions on ambiguous input
 //!

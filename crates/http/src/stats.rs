@@ -45,6 +45,10 @@ counters! {
     orphan_responses,
     /// Responses that answered a request whose head had been dropped (no call for either).
     responses_to_dropped_requests,
+    /// Responses to requests lost whole in a gap (they came after the client's missing bytes
+    /// were acknowledged, with no request waiting): no call, and the next request is not
+    /// paired with them.
+    responses_to_lost_requests,
     /// Requests emitted without a response because `max_pending` was exceeded.
     pending_overflow,
     /// Requests emitted without a response because it was lost in a gap: a later request was

@@ -3,6 +3,7 @@
 
 mod common;
 
+use apiscope_capture::Direction;
 use apiscope_http::{Anomaly, HttpConfig};
 use common::*;
 
@@ -266,4 +267,91 @@ fn pipelined_requests_sent_before_a_gap_keep_their_order() {
         sum(&[("GET", "/a", Some(200)), ("GET", "/b", None)])
     );
     assert_eq!(o.stats.responses_lost_to_gap, 0);
+}
+
+#[test]
+fn a_request_lost_in_a_gap_does_not_take_the_next_requests_response() {
+    // The client's /b is not in the capture; the server answers it (202), and the capture
+    // layer declares the hole once /c is buffered after it, dated by the server's
+    // acknowledgment of its end (the 202's packet). The 202 answers the lost request: it is
+    // dropped, not paired with /c.
+    let lost = req("GET", "/b", &["Host: x"]).len() as u64;
+    let events = [
+        c(req("GET", "/a", &["Host: x"])),
+        s(resp(201, b"")),
+        s(resp(202, b"")),
+        Ev::DatedGap(Direction::ToServer, lost, 2),
+        c(req("GET", "/c", &["Host: x"])),
+        s(resp(203, b"")),
+        close(),
+    ];
+    let o = run(&events);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("GET", "/a", Some(201)), ("GET", "/c", Some(203))])
+    );
+    assert_eq!(o.stats.responses_to_lost_requests, 1);
+    // The same when the gap is reported before the response arrives.
+    let o = run(&[
+        c(req("GET", "/a", &["Host: x"])),
+        s(resp(201, b"")),
+        gap_c(lost),
+        s(resp(202, b"")),
+        c(req("GET", "/c", &["Host: x"])),
+        s(resp(203, b"")),
+        close(),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("GET", "/a", Some(201)), ("GET", "/c", Some(203))])
+    );
+    // A response captured before its request with no gap (skewed taps) still waits for it.
+    let o = run(&[
+        s(resp(200, b"")),
+        c(req("GET", "/a", &["Host: x"])),
+        close(),
+    ]);
+    assert_eq!(summary(&o.calls), sum(&[("GET", "/a", Some(200))]));
+}
+
+#[test]
+fn after_a_gap_the_next_message_is_found_even_without_a_line_end_before_it() {
+    // A gap inside a response head leaves the rest of that response (its body has no line
+    // end) running straight into the next response: the start line is found mid-line.
+    let r202 = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}".to_vec();
+    let o = run(&[
+        c(req("GET", "/a", &["Host: x"])),
+        s(resp(201, b"")),
+        c(req("GET", "/b", &["Host: x"])),
+        s(&r202[..10]),
+        gap_s(5),
+        s(&r202[15..]),
+        c(req("GET", "/c", &["Host: x"])),
+        s(resp(203, b"")),
+        close(),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[
+            ("GET", "/a", Some(201)),
+            ("GET", "/b", None),
+            ("GET", "/c", Some(203))
+        ])
+    );
+    // Garbage without a line end on the request side runs into the next request.
+    let o = run(&[
+        c(req("GET", "/a", &["Host: x"])),
+        s(resp(200, b"")),
+        gap_c(3),
+        c(cat(&[
+            b"tail-of-lost-body",
+            &req("POST", "/d", &["Host: x"]),
+        ])),
+        s(resp(201, b"")),
+        close(),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("GET", "/a", Some(200)), ("POST", "/d", Some(201))])
+    );
 }

@@ -9,6 +9,8 @@ use apiscope_http::{Anomalies, Anomaly, Call, CallSink, HttpConfig, HttpConn, Ht
 pub enum Ev {
     Data(Direction, Vec<u8>),
     Gap(Direction, u64),
+    /// A gap the capture layer dates at event `at` (by the acknowledgment of its end).
+    DatedGap(Direction, u64, usize),
     Close,
 }
 
@@ -166,6 +168,7 @@ fn run_into(
                 }
             }
             Ev::Gap(dir, len) => conn.on_gap(cfg, *dir, ts(i), *len, calls, &mut stats),
+            Ev::DatedGap(dir, len, at) => conn.on_gap(cfg, *dir, ts(*at), *len, calls, &mut stats),
             Ev::Close => conn.on_close(cfg, ts(i), calls, &mut stats),
         }
     }
