@@ -49,8 +49,8 @@ pub struct InventoryConfig {
     pub max_endpoints_per_host: usize,
     /// Endpoints in all.
     pub max_endpoints: usize,
-    /// Bodies of about the first this-many calls of each path shape are kept and analysed
-    /// (the first ⌈this / 64⌉ in each of the 64 flow buckets) ...
+    /// Bodies of the first this-many calls of each path shape in each of the 64 flow buckets
+    /// are kept and analysed (so on a busy link up to 64 times this many per shape) ...
     pub body_sample_first: u32,
     /// ... and then one call in this many. The bodies of other calls are only measured.
     pub body_sample_every: u32,
@@ -79,7 +79,7 @@ impl Default for InventoryConfig {
             max_hosts: 1_000,
             max_endpoints_per_host: 2_000,
             max_endpoints: 20_000,
-            body_sample_first: 16,
+            body_sample_first: 4,
             body_sample_every: 16,
             body_sampler_max_shapes: 100_000,
             latency_sigfig: 2,
@@ -334,7 +334,7 @@ pub struct BodySampler {
     /// Entries of `seen` per flow bucket, each bucket bounded by `max_shapes` / buckets
     /// (so that a full table, too, is the same whatever the number of workers).
     per_bucket: Vec<u32>,
-    /// Calls sampled first in each flow bucket: `body_sample_first` spread over the buckets.
+    /// Calls of each shape sampled first in each flow bucket.
     first: u32,
     every: u32,
     max_shapes: usize,
@@ -347,9 +347,7 @@ impl BodySampler {
         BodySampler {
             seen: FxHashMap::default(),
             per_bucket: vec![0; apiscope_capture::FLOW_BUCKETS as usize],
-            first: cfg
-                .body_sample_first
-                .div_ceil(apiscope_capture::FLOW_BUCKETS as u32),
+            first: cfg.body_sample_first,
             every: cfg.body_sample_every.max(1),
             max_shapes: cfg
                 .body_sampler_max_shapes
@@ -2100,7 +2098,7 @@ mod tests {
     #[test]
     fn sampler_takes_the_first_calls_of_a_shape_in_each_bucket_then_one_in_n() {
         let cfg = InventoryConfig {
-            body_sample_first: 2 * apiscope_capture::FLOW_BUCKETS as u32,
+            body_sample_first: 2,
             body_sample_every: 4,
             ..InventoryConfig::default()
         };
