@@ -18,8 +18,8 @@ pub enum Anomaly {
     ConflictingContentLength = 1,
     /// A `Content-Length` that is not a plain decimal number fitting in 64 bits.
     InvalidContentLength = 2,
-    /// A `Transfer-Encoding` that is not exactly a list of known lowercase codings with
-    /// `chunked` once and last (`chunked, identity`, `\x0bchunked`, `Chunked`, RFC 2047 words).
+    /// A `Transfer-Encoding` that is not exactly a list of known codings (in any case) with
+    /// `chunked` once and last (`chunked, identity`, `\x0bchunked`, RFC 2047 words).
     ObfuscatedTransferEncoding = 3,
     /// A head longer than `max_head_bytes`; the message was dropped.
     OversizedHead = 4,

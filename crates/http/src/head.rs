@@ -824,8 +824,11 @@ pub(crate) fn analyse_framing(
         for raw in h.value.split(|b| *b == b',') {
             let strict = trim_ows(raw);
             let lenient = lower_lossy(trim_lenient(raw));
-            let canonical =
-                std::str::from_utf8(strict).is_ok_and(|s| KNOWN_TRANSFER_CODINGS.contains(&s));
+            // Coding names are case-insensitive (RFC 9112, section 7): `Chunked` is what some
+            // servers send, not an obfuscation.
+            let canonical = KNOWN_TRANSFER_CODINGS
+                .iter()
+                .any(|k| strict.eq_ignore_ascii_case(k.as_bytes()));
             if !canonical {
                 obfuscated = true;
             }
@@ -1057,7 +1060,8 @@ mod tests {
             // value, chunked?, obfuscated?
             (b"chunked", true, false),
             (b"gzip, chunked", true, false),
-            (b"Chunked", true, true),
+            (b"Chunked", true, false),
+            (b"GZIP, CHUNKED", true, false),
             (b"chunked, identity", true, true),
             (b"\x0bchunked", true, true),
             (b"chunked\x0c", true, true),

@@ -51,8 +51,8 @@
 //!   element, trimmed of all whitespace (VT and FF too) and lowercased, is `chunked`
 //!   (`chunked, identity`, `\x0bchunked`, `Chunked`); an unrecognisable value (an RFC 2047
 //!   word) is ignored for framing and Content-Length applies. Anything but an exact list of
-//!   known lowercase codings with `chunked` once and last is flagged
-//!   [`Anomaly::ObfuscatedTransferEncoding`].
+//!   known codings (names are case-insensitive, so `Chunked` is fine) with `chunked` once
+//!   and last is flagged [`Anomaly::ObfuscatedTransferEncoding`].
 //! - **Content-Length**: with differing values the first is used
 //!   ([`Anomaly::ConflictingContentLength`]); with Transfer-Encoding too, chunked wins
 //!   ([`Anomaly::AmbiguousFraming`]).
