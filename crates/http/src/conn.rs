@@ -1013,18 +1013,11 @@ impl HttpConn {
         }
     }
 
-    /// A first line that is no start line: count it as skipped and resynchronise.
-    fn bad_start_line(
-        &mut self,
-        cfg: &HttpConfig,
-        d: usize,
-        input: &[u8],
-        stats: &mut HttpStats,
-    ) -> Step {
+    /// A line that cannot start a message where one was expected: flagged, its first byte
+    /// skipped, and the bytes after it searched for a start line (`step_resync`).
+    fn bad_start_line(&mut self, cfg: &HttpConfig, d: usize, stats: &mut HttpStats) -> Step {
         stats.anomaly(Anomaly::Unparseable);
         self.sides[d].carry.insert(Anomaly::Unparseable);
-        // The bytes after it are searched for a start line (`step_resync`).
-        let _ = input;
         self.skip(cfg, d, 1, stats)
     }
 
@@ -1117,7 +1110,7 @@ impl HttpConn {
                 let cap = cfg.head_cap();
                 return self.drop_head(cfg, d, cap, Anomaly::OversizedHead, ts, out, stats);
             }
-            Scan::No => return self.bad_start_line(cfg, d, input, stats),
+            Scan::No => return self.bad_start_line(cfg, d, stats),
             Scan::Yes(l) => l,
         };
         if let ReqLine::Http09 {
@@ -1389,7 +1382,7 @@ impl HttpConn {
         }
         match scan_status_line(input) {
             Scan::NeedMore => return Step::NeedMore,
-            Scan::No => return self.bad_start_line(cfg, d, input, stats),
+            Scan::No => return self.bad_start_line(cfg, d, stats),
             Scan::Yes(()) => {}
         }
         let end = match self.head_end(cfg, d, input) {
