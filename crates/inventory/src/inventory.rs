@@ -54,8 +54,9 @@ pub struct InventoryConfig {
     pub body_sample_first: u32,
     /// ... and then one call in this many. The bodies of other calls are only measured.
     pub body_sample_every: u32,
-    /// (Path shape, flow bucket) pairs the body sampler remembers per worker; beyond, it
-    /// samples one call in `body_sample_every` at random (counter `sampler_full`).
+    /// (Path shape, flow bucket) pairs the body sampler remembers, this many / 64 per bucket;
+    /// beyond, it samples one call in `body_sample_every` at random (counter
+    /// `http_body_sampler_full`).
     pub body_sampler_max_shapes: usize,
     /// Significant digits of the latency histograms (1..=3).
     pub latency_sigfig: u8,
