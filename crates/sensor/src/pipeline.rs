@@ -405,6 +405,26 @@ impl CallSink for Finished {
     }
 }
 
+/// The number of workers: `--threads` (`flag`), else the configuration's (`configured`, 0
+/// for none), else the cores, at most [`FLOW_BUCKETS`](apiscope_capture::FLOW_BUCKETS)
+/// (flows are spread over that many buckets, and the buckets over the workers).
+pub fn worker_count(flag: Option<usize>, configured: usize) -> Result<usize, Failure> {
+    let most = apiscope_capture::FLOW_BUCKETS as usize;
+    let threads = flag
+        .or((configured > 0).then_some(configured))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(most)
+        });
+    if threads == 0 || threads > most {
+        return Err(Failure::Usage(format!(
+            "--threads must be between 1 and {most} (flows are spread over that many buckets)"
+        )));
+    }
+    Ok(threads)
+}
+
 /// Calls sent to the merger per batch.
 pub const BATCH: usize = 1024;
 

@@ -158,20 +158,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         Some(p) => config::load(p).map_err(|e| Failure::Usage(e.join("\n")))?,
         None => Config::default(),
     };
-    let threads = args
-        .threads
-        .or((cfg.output.threads > 0).then_some(cfg.output.threads))
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(apiscope_capture::FLOW_BUCKETS as usize)
-        });
-    if threads == 0 || threads as u64 > apiscope_capture::FLOW_BUCKETS {
-        return Err(Failure::Usage(format!(
-            "--threads must be between 1 and {} (flows are spread over that many buckets)",
-            apiscope_capture::FLOW_BUCKETS
-        )));
-    }
+    let threads = pipeline::worker_count(args.threads, cfg.output.threads)?;
     // Fail early, before any thread starts, on files that are not captures at all.
     for path in &args.captures {
         FileSource::open(path).map_err(anyhow::Error::from)?;

@@ -136,20 +136,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             "run needs a source: --interface IF or --vxlan-listen ADDR (or [run] interfaces, vxlan_listen)".into(),
         ));
     }
-    let threads = args
-        .threads
-        .or((rc.threads > 0).then_some(rc.threads))
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(apiscope_capture::FLOW_BUCKETS as usize)
-        });
-    if threads == 0 || threads as u64 > apiscope_capture::FLOW_BUCKETS {
-        return Err(Failure::Usage(format!(
-            "--threads must be between 1 and {} (flows are spread over that many buckets)",
-            apiscope_capture::FLOW_BUCKETS
-        )));
-    }
+    let threads = pipeline::worker_count(args.threads, rc.threads)?;
     let listen = args.listen.unwrap_or(rc.listen);
     // Read while still privileged: the token file may be readable by root only.
     let token = api_token(&cfg)?;
