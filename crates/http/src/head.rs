@@ -264,9 +264,7 @@ fn lenient_request_line(line: &[u8]) -> Option<(&[u8], &[u8], Version)> {
     while let [rest @ .., b' ' | b'\t'] = target {
         target = rest;
     }
-    let ok = !target.is_empty()
-        && target.iter().all(|b| is_target_byte(*b) || *b == b' ')
-        && (target[0] == b'/' || target[0] == b'*' || target.iter().any(|b| *b != b' '));
+    let ok = !target.is_empty() && target.iter().all(|b| is_target_byte(*b) || *b == b' ');
     ok.then_some((method, target, version))
 }
 
@@ -314,16 +312,18 @@ fn status_line(buf: &[u8], line_whole: bool) -> Scan<(Version, u16, usize)> {
         Some(b) if b.is_ascii_digit() => Version::Http11,
         Some(_) => return Scan::No,
     };
+    // Whitespace before the status: some, and not a line of it (garbage, not a response).
+    const MOST_WS: usize = 16;
     let ws = buf[8..]
         .iter()
-        .take(16)
+        .take(MOST_WS)
         .take_while(|b| matches!(**b, b' ' | b'\t'))
         .count();
     let d0 = 8 + ws;
     if d0 == buf.len() {
         return Scan::NeedMore;
     }
-    if ws == 0 || ws == 16 {
+    if ws == 0 || ws == MOST_WS {
         return Scan::No;
     }
     let mut status = 0u16;
