@@ -187,6 +187,8 @@ pub struct Pipeline {
     http_cfg: HttpConfig,
     pub http_stats: HttpStats,
     finished: Finished,
+    /// Whether calls' facts are extracted for the inventory.
+    inventory: bool,
     /// Calls serialised since the last batch went to the writer.
     pub lines: Batch<Facts>,
     write_calls: bool,
@@ -205,6 +207,7 @@ impl Pipeline {
     pub fn new(
         http_cfg: HttpConfig,
         write_calls: bool,
+        inventory: InventoryUse,
         sampler: Option<BodySampler>,
         hasher: KeyedHasher,
         parse_http: bool,
@@ -219,6 +222,7 @@ impl Pipeline {
                 sampler,
                 flow_hash: 0,
             },
+            inventory: inventory != InventoryUse::Off,
             lines: Batch::default(),
             write_calls,
             hasher,
@@ -311,7 +315,7 @@ impl StreamHandler for Pipeline {
             StreamEvent::Gap { dir, ts, len } => http.on_gap(cfg, dir, ts, len, out, stats),
             StreamEvent::Closed { ts, .. } => http.on_close(cfg, ts, out, stats),
             StreamEvent::Anomaly { ts, kind, .. } => {
-                if self.finished.sampler.is_some() && kind == StreamAnomaly::OverlapMismatch {
+                if self.inventory && kind == StreamAnomaly::OverlapMismatch {
                     let (client, server) = if http.roles_swapped() {
                         (meta.key.dst, meta.key.src)
                     } else {
@@ -330,7 +334,7 @@ impl StreamHandler for Pipeline {
         if let Some(s) = &self.finished.sampler {
             self.http_stats.body_sampler_full = s.full;
         }
-        let inventory = self.finished.sampler.is_some();
+        let inventory = self.inventory;
         for mut call in self.finished.calls.drain(..) {
             self.calls += 1;
             if self.summarize {
@@ -423,6 +427,18 @@ pub fn worker_count(flag: Option<usize>, configured: usize) -> Result<usize, Fai
         )));
     }
     Ok(threads)
+}
+
+/// What the inventory is for in a run, which decides what the workers extract for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InventoryUse {
+    /// No inventory: calls are only written (or only counted).
+    Off,
+    /// Only to give each written call its `endpoint`: nothing reads the schemas, parameters
+    /// of bodies or sensitive data, so no body is kept or analysed.
+    Labels,
+    /// Everything: the inventory itself, findings, state or publishing is wanted.
+    Full,
 }
 
 /// Calls sent to the merger per batch.
@@ -644,7 +660,7 @@ pub fn finish_sink(
 pub fn new_engine(
     cfg: &Config,
     write_calls: bool,
-    inventory: bool,
+    inventory: InventoryUse,
     hasher: &KeyedHasher,
     parse_http: bool,
     summarize: bool,
@@ -652,7 +668,8 @@ pub fn new_engine(
     let handler = Pipeline::new(
         cfg.http_config(),
         write_calls,
-        inventory.then(|| BodySampler::new(&cfg.inventory)),
+        inventory,
+        (inventory == InventoryUse::Full).then(|| BodySampler::new(&cfg.inventory)),
         hasher.clone(),
         parse_http,
         summarize,

@@ -19,8 +19,8 @@ use clap::Args;
 use crate::calls::{Batch, Merger};
 use crate::config::{self, Config};
 use crate::pipeline::{
-    self, finish_sink, open_output, sink_batch, trim_top, SinkResult, StageOptions, Stages,
-    StreamReport, BATCH, CLOSE_REASONS,
+    self, finish_sink, open_output, sink_batch, trim_top, InventoryUse, SinkResult, StageOptions,
+    Stages, StreamReport, BATCH, CLOSE_REASONS,
 };
 use crate::sink::{Facts, Sink};
 use crate::Failure;
@@ -92,7 +92,7 @@ struct WorkerCtx<'a> {
     shards: u64,
     calls_tx: Option<SyncSender<Batch<Facts>>>,
     write_calls: bool,
-    inventory: bool,
+    inventory: InventoryUse,
     hasher: &'a KeyedHasher,
     stage: Stage,
     report: bool,
@@ -165,14 +165,20 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     }
     let calls_out = args.calls.as_deref().map(open_output).transpose()?;
     let write_calls = calls_out.is_some();
-    let want_inventory = args.stage == Stage::Http
-        && (write_calls
-            || args.inventory.is_some()
-            || args.findings.is_some()
-            || args.state.is_some()
-            || args.report
-            || args.kafka.is_some()
-            || !cfg.publish.brokers.is_empty());
+    // Written calls carry their endpoint, so they need the inventory; only these outputs
+    // need what it learns from bodies.
+    let full_inventory = args.inventory.is_some()
+        || args.findings.is_some()
+        || args.state.is_some()
+        || args.report
+        || args.kafka.is_some()
+        || !cfg.publish.brokers.is_empty();
+    let inventory_use = match (args.stage, full_inventory, write_calls) {
+        (Stage::Capture, ..) | (Stage::Http, false, false) => InventoryUse::Off,
+        (Stage::Http, false, true) => InventoryUse::Labels,
+        (Stage::Http, true, _) => InventoryUse::Full,
+    };
+    let want_inventory = inventory_use != InventoryUse::Off;
     let Stages {
         inventory,
         store,
@@ -224,7 +230,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                     shards: threads as u64,
                     calls_tx: sink_thread.is_some().then(|| tx.clone()),
                     write_calls,
-                    inventory: want_inventory,
+                    inventory: inventory_use,
                     hasher: &hasher,
                     stage: args.stage,
                     report: args.report,

@@ -295,7 +295,14 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         for i in 0..threads {
             let (tx, rx) = sync_channel(rc.queue_max_batches);
             worker_txs.push(tx);
-            let engine = pipeline::new_engine(&cfg, write_calls, true, &hasher, true, false);
+            let engine = pipeline::new_engine(
+                &cfg,
+                write_calls,
+                pipeline::InventoryUse::Full,
+                &hasher,
+                true,
+                false,
+            );
             let (calls_tx, telemetry) = (calls_tx.clone(), Arc::clone(&telemetry));
             let h = std::thread::Builder::new()
                 .name(format!("worker-{i}"))

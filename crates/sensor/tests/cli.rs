@@ -224,6 +224,59 @@ fn calls_name_the_endpoint_they_were_counted_under() {
 }
 
 #[test]
+fn calls_alone_are_labelled_as_with_the_full_inventory() {
+    // With `--calls` alone the inventory only labels calls, and no body is kept or analysed;
+    // the lines must not change for that.
+    let dir = scratch("labels-only");
+    let inv = dir.join("inv.json");
+    for capture in [
+        "fixtures/demo/demo.pcap",
+        "fixtures/scenarios/scanning.pcap",
+        "fixtures/scenarios/sensitive_data_exposure.pcap",
+        "fixtures/scenarios/shadow_api.pcap",
+    ] {
+        let alone = apiscope(&["replay", "--threads", "1", "--calls", "-", capture]);
+        let full = apiscope(&[
+            "replay",
+            "--threads",
+            "1",
+            "--calls",
+            "-",
+            "--inventory",
+            inv.to_str().unwrap(),
+            capture,
+        ]);
+        assert!(alone.status.success() && full.status.success());
+        assert!(!alone.stdout.is_empty(), "{capture}");
+        assert_eq!(alone.stdout, full.stdout, "{capture}");
+        let analysed = |out: &std::process::Output| {
+            String::from_utf8_lossy(&out.stderr).contains("inventory_bodies_analysed")
+        };
+        let stats = |extra: &[&str]| {
+            let mut args = vec![
+                "replay",
+                "--threads",
+                "1",
+                "--stats",
+                "--calls",
+                "/dev/null",
+            ];
+            args.extend_from_slice(extra);
+            args.push(capture);
+            apiscope(&args)
+        };
+        assert!(
+            !analysed(&stats(&[])),
+            "{capture}: bodies analysed for labels"
+        );
+        assert!(
+            analysed(&stats(&["--inventory", inv.to_str().unwrap()])),
+            "{capture}: no body analysed for the inventory"
+        );
+    }
+}
+
+#[test]
 fn the_inventory_does_not_depend_on_the_thread_count() {
     let demo = "fixtures/demo/demo.pcap";
     let one = rows(&json(&apiscope(&[
