@@ -4,7 +4,7 @@
 #![no_main]
 
 use apiscope_capture::{Endpoint, Timestamp};
-use apiscope_http::{Anomalies, Body, Call, Header, Request, Response, Version};
+use apiscope_http::{Anomalies, Body, Call, Headers, Request, Response, Version};
 use apiscope_inventory::inventory::{CallFacts, Inventory, InventoryConfig};
 use apiscope_inventory::keyed::KeyedHasher;
 use libfuzzer_sys::fuzz_target;
@@ -42,21 +42,18 @@ fuzz_target!(|input: &[u8]| {
         let text = |p: Option<&[u8]>| String::from_utf8_lossy(p.unwrap_or(b"")).into_owned();
         let method = text(parts.next());
         let target = text(parts.next());
-        let headers: Vec<Header> = parts
+        let headers: Headers = parts
             .next()
             .unwrap_or(b"")
             .split(|b| *b == b'\n')
             .filter_map(|l| {
                 let colon = l.iter().position(|b| *b == b':')?;
-                Some(Header {
-                    name: String::from_utf8_lossy(&l[..colon]).into_owned(),
-                    value: l[colon + 1..].to_vec(),
-                })
+                Some((String::from_utf8_lossy(&l[..colon]).into_owned(), &l[colon + 1..]))
             })
-            .chain([Header {
-                name: "Content-Type".into(),
-                value: TYPES[usize::from(setup) % TYPES.len()].as_bytes().to_vec(),
-            }])
+            .chain([(
+                "Content-Type".to_owned(),
+                TYPES[usize::from(setup) % TYPES.len()].as_bytes(),
+            )])
             .collect();
         let req_body = parts.next().unwrap_or(b"");
         let resp_body = parts.next().unwrap_or(b"");
@@ -78,10 +75,12 @@ fuzz_target!(|input: &[u8]| {
                 status,
                 reason: String::new(),
                 version: Version::Http11,
-                headers: vec![Header {
-                    name: "Content-Type".into(),
-                    value: TYPES[usize::from(setup >> 3) % TYPES.len()].as_bytes().to_vec(),
-                }],
+                headers: [(
+                    "Content-Type",
+                    TYPES[usize::from(setup >> 3) % TYPES.len()].as_bytes(),
+                )]
+                .into_iter()
+                .collect(),
                 body: body(resp_body),
                 interim: Vec::new(),
             }),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use apiscope_capture::{Endpoint as SocketAddr, Timestamp};
-use apiscope_http::{Anomalies, Anomaly, Body, Call, Header, Request, Response, Version};
+use apiscope_http::{Anomalies, Anomaly, Body, Call, Headers, Request, Response, Version};
 use apiscope_inventory::inventory::{CallFacts, Inventory, InventoryConfig};
 use apiscope_inventory::keyed::KeyedHasher;
 use apiscope_inventory::spec::{Spec, SpecSet};
@@ -83,18 +83,15 @@ impl<'a> Ex<'a> {
 fn to_call(t_ms: u64, x: &Ex<'_>) -> Call {
     let (method, target) = x.req.split_once(' ').unwrap();
     let ts = Timestamp::from_nanos(t_ms * 1_000_000);
-    let h = |n: &str, v: &str| Header {
-        name: n.into(),
-        value: v.as_bytes().to_vec(),
-    };
-    let mut headers: Vec<Header> = x.headers.iter().map(|(n, v)| h(n, v)).collect();
-    if !x
+    let has_host = x
         .headers
         .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("host"))
-    {
-        headers.insert(0, h("Host", "api.shop.test"));
-    }
+        .any(|(n, _)| n.eq_ignore_ascii_case("host"));
+    let headers: Headers = (!has_host)
+        .then_some(("Host", "api.shop.test"))
+        .into_iter()
+        .chain(x.headers.iter().map(|(n, v)| (*n, v.as_str())))
+        .collect();
     Call {
         request: Request {
             ts,
@@ -113,8 +110,9 @@ fn to_call(t_ms: u64, x: &Ex<'_>) -> Call {
             version: Version::Http11,
             headers: x
                 .resp_type
-                .map(|t| vec![h("Content-Type", t)])
-                .unwrap_or_default(),
+                .map(|t| ("Content-Type", t))
+                .into_iter()
+                .collect(),
             body: body(x.resp_body),
             interim: Vec::new(),
         }),

@@ -1,8 +1,10 @@
 //! Byte-level recognisers: message starts (for content detection and resynchronisation),
 //! head boundaries, head parsing (httparse, with a lenient fallback), and framing analysis.
 
+use std::mem::MaybeUninit;
+
 use crate::anomaly::{Anomalies, Anomaly};
-use crate::message::{Header, Version};
+use crate::message::{Headers, Version};
 use crate::stats::HttpStats;
 
 /// Methods trusted to start a message when scanning for one (resynchronisation) and for the
@@ -462,7 +464,7 @@ pub(crate) struct ReqHead {
     pub method: String,
     pub target: String,
     pub version: Version,
-    pub headers: Vec<Header>,
+    pub headers: Headers,
 }
 
 #[derive(Debug)]
@@ -470,31 +472,34 @@ pub(crate) struct RespHead {
     pub status: u16,
     pub reason: String,
     pub version: Version,
-    pub headers: Vec<Header>,
+    pub headers: Headers,
 }
 
 const STACK_HEADERS: usize = 128;
 
-fn own_headers(hs: &[httparse::Header<'_>]) -> Vec<Header> {
-    hs.iter()
-        .map(|h| Header {
-            name: h.name.to_string(),
-            value: h.value.to_vec(),
-        })
-        .collect()
+fn own_headers(hs: &[httparse::Header<'_>]) -> Headers {
+    let bytes = hs.iter().map(|h| h.name.len() + h.value.len()).sum();
+    let mut out = Headers::with_capacity(hs.len(), bytes);
+    for h in hs {
+        out.push(h.name, h.value);
+    }
+    out
 }
 
-/// Runs `f` with `max_headers` empty header slots: on the stack when they fit, else on the
-/// heap (only for configurations above `STACK_HEADERS`).
+/// Runs `f` with `max_headers` uninitialised header slots (httparse fills those it uses):
+/// on the stack when they fit, else on the heap (only for configurations above
+/// `STACK_HEADERS`). Uninitialised, so that each head does not first clear 4 KiB of slots.
 fn with_header_slots<'b, R>(
     max_headers: usize,
-    f: impl FnOnce(&mut [httparse::Header<'b>]) -> R,
+    f: impl FnOnce(&mut [MaybeUninit<httparse::Header<'b>>]) -> R,
 ) -> R {
-    let mut stack: [httparse::Header<'b>; STACK_HEADERS] = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
     if max_headers <= STACK_HEADERS {
         f(&mut stack[..max_headers])
     } else {
-        f(&mut vec![httparse::EMPTY_HEADER; max_headers])
+        let mut heap = Vec::with_capacity(max_headers);
+        heap.resize_with(max_headers, MaybeUninit::uninit);
+        f(&mut heap)
     }
 }
 
@@ -512,8 +517,9 @@ pub(crate) fn parse_request_head(
     max_headers: usize,
 ) -> Result<(ReqHead, bool), HeadError> {
     with_header_slots(max_headers, |hs| {
-        let mut req = httparse::Request::new(hs);
-        match req.parse(buf) {
+        let mut req = httparse::Request::new(&mut []);
+        match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, hs)
+        {
             Ok(httparse::Status::Complete(_)) => Ok((
                 ReqHead {
                     method: req.method.unwrap_or_default().to_string(),
@@ -535,8 +541,10 @@ pub(crate) fn parse_response_head(
     max_headers: usize,
 ) -> Result<(RespHead, bool), HeadError> {
     with_header_slots(max_headers, |hs| {
-        let mut resp = httparse::Response::new(hs);
-        match resp.parse(buf) {
+        let mut resp = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, buf, hs)
+        {
             Ok(httparse::Status::Complete(_)) => Ok((
                 RespHead {
                     status: resp.code.unwrap_or_default(),
@@ -556,7 +564,7 @@ pub(crate) fn parse_response_head(
 pub(crate) fn parse_header_block(
     buf: &[u8],
     max_headers: usize,
-) -> Result<(Vec<Header>, bool), HeadError> {
+) -> Result<(Headers, bool), HeadError> {
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut heap;
     let hs: &mut [httparse::Header<'_>] = if max_headers <= STACK_HEADERS {
@@ -626,16 +634,16 @@ fn trim_lenient(mut b: &[u8]) -> &[u8] {
 /// cannot be a header (no colon, a name that is no token, a continuation with nothing to
 /// continue) are skipped, as lenient clients and servers skip them (a server then answers
 /// 400, which is still an exchange worth reporting); the head is flagged non-conforming.
-fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Vec<Header>, HeadError> {
-    let mut headers: Vec<Header> = Vec::new();
+fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Headers, HeadError> {
+    let mut headers = Headers::default();
     for line in lines.by_ref() {
         if line.is_empty() {
             return Ok(headers);
         }
         if matches!(line[0], b' ' | b'\t') {
-            if let Some(last) = headers.last_mut() {
-                last.value.push(b' ');
-                last.value.extend_from_slice(trim_ows(line));
+            if !headers.is_empty() {
+                headers.extend_last(b" ");
+                headers.extend_last(trim_ows(line));
             }
             continue;
         }
@@ -661,10 +669,7 @@ fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Vec<Head
         } else {
             name
         };
-        headers.push(Header {
-            name: String::from_utf8_lossy(name).into_owned(),
-            value: trim_ows(&line[colon + 1..]).to_vec(),
-        });
+        headers.push(&String::from_utf8_lossy(name), trim_ows(&line[colon + 1..]));
     }
     Err(HeadError::Unparseable)
 }
@@ -774,7 +779,7 @@ fn lower_lossy(b: &[u8]) -> String {
 ///   when present, else a request has no body and a response runs until close.
 /// - With several Content-Length values the first valid one is used.
 pub(crate) fn analyse_framing(
-    headers: &[Header],
+    headers: &Headers,
     anomalies: &mut Anomalies,
     stats: &mut HttpStats,
 ) -> FramingHeaders {
@@ -786,63 +791,50 @@ pub(crate) fn analyse_framing(
         }
     };
 
-    // Content-Length.
+    // One pass over the fields (names are compared by length first).
     let (mut cl_present, mut cl_invalid, mut cl_conflict) = (false, false, false);
-    for h in headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
-    {
-        cl_present = true;
-        for elem in h.value.split(|b| *b == b',') {
-            match parse_decimal(trim_ows(elem)) {
-                Some(v) => match out.content_length {
-                    None => out.content_length = Some(v),
-                    Some(first) if first != v => cl_conflict = true,
-                    Some(_) => {}
-                },
-                None => cl_invalid = true,
-            }
-        }
-    }
-
-    // Transfer-Encoding.
     let mut obfuscated = false;
     let mut elements = 0usize;
     let mut chunked_at: Vec<usize> = Vec::new();
     let mut transfer_codings = Vec::new();
-    for h in headers.iter().filter(|h| {
-        h.name
-            .trim_end_matches([' ', '\t'])
-            .eq_ignore_ascii_case("transfer-encoding")
-    }) {
-        out.te_present = true;
-        // `Transfer-Encoding : chunked`: whitespace before the colon (kept by the lenient
-        // parser on this header only) is a classic obfuscation.
-        if h.name.len() != "transfer-encoding".len() {
-            obfuscated = true;
-        }
-        for raw in h.value.split(|b| *b == b',') {
-            let strict = trim_ows(raw);
-            let lenient = lower_lossy(trim_lenient(raw));
-            // Coding names are case-insensitive (RFC 9112, section 7): `Chunked` is what some
-            // servers send, not an obfuscation.
-            let canonical = KNOWN_TRANSFER_CODINGS
-                .iter()
-                .any(|k| strict.eq_ignore_ascii_case(k.as_bytes()));
-            if !canonical {
-                obfuscated = true;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            cl_present = true;
+            for elem in h.value.split(|b| *b == b',') {
+                match parse_decimal(trim_ows(elem)) {
+                    Some(v) => match out.content_length {
+                        None => out.content_length = Some(v),
+                        Some(first) if first != v => cl_conflict = true,
+                        Some(_) => {}
+                    },
+                    None => cl_invalid = true,
+                }
             }
-            if lenient == "chunked" {
-                chunked_at.push(elements);
-            } else if matches!(
-                lenient.as_str(),
-                "gzip" | "x-gzip" | "deflate" | "compress" | "x-compress"
-            ) {
-                transfer_codings.push(lenient);
+        } else if h.name.eq_ignore_ascii_case("content-encoding") {
+            for raw in h.value.split(|b| *b == b',') {
+                // Trimmed like a lenient client would (VT and FF too), so the body is decoded
+                // as the browser would decode it.
+                let name = lower_lossy(trim_lenient(raw));
+                if !name.is_empty() && name != "identity" {
+                    out.encoding.push(name);
+                }
             }
-            elements += 1;
+        } else if h.name.len() >= "transfer-encoding".len()
+            && h.name
+                .trim_end_matches([' ', '\t'])
+                .eq_ignore_ascii_case("transfer-encoding")
+        {
+            transfer_encoding(
+                h,
+                &mut out,
+                &mut obfuscated,
+                &mut elements,
+                &mut chunked_at,
+                &mut transfer_codings,
+            );
         }
     }
+
     out.chunked = !chunked_at.is_empty();
     if chunked_at.len() > 1 || chunked_at.first().is_some_and(|i| i + 1 != elements) {
         obfuscated = true;
@@ -862,21 +854,46 @@ pub(crate) fn analyse_framing(
     }
 
     // Content-Encoding, then transfer codings: the order they were applied in.
-    for h in headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-encoding"))
-    {
-        for raw in h.value.split(|b| *b == b',') {
-            // Trimmed like a lenient client would (VT and FF too), so the body is decoded
-            // as the browser would decode it.
-            let name = lower_lossy(trim_lenient(raw));
-            if !name.is_empty() && name != "identity" {
-                out.encoding.push(name);
-            }
-        }
-    }
     out.encoding.extend(transfer_codings);
     out
+}
+
+/// One `Transfer-Encoding` field, for [`analyse_framing`].
+fn transfer_encoding(
+    h: crate::message::Header<'_>,
+    out: &mut FramingHeaders,
+    obfuscated: &mut bool,
+    elements: &mut usize,
+    chunked_at: &mut Vec<usize>,
+    transfer_codings: &mut Vec<String>,
+) {
+    out.te_present = true;
+    // `Transfer-Encoding : chunked`: whitespace before the colon (kept by the lenient parser
+    // on this header only) is a classic obfuscation.
+    if h.name.len() != "transfer-encoding".len() {
+        *obfuscated = true;
+    }
+    for raw in h.value.split(|b| *b == b',') {
+        let strict = trim_ows(raw);
+        let lenient = lower_lossy(trim_lenient(raw));
+        // Coding names are case-insensitive (RFC 9112, section 7): `Chunked` is what some
+        // servers send, not an obfuscation.
+        let canonical = KNOWN_TRANSFER_CODINGS
+            .iter()
+            .any(|k| strict.eq_ignore_ascii_case(k.as_bytes()));
+        if !canonical {
+            *obfuscated = true;
+        }
+        if lenient == "chunked" {
+            chunked_at.push(*elements);
+        } else if matches!(
+            lenient.as_str(),
+            "gzip" | "x-gzip" | "deflate" | "compress" | "x-compress"
+        ) {
+            transfer_codings.push(lenient);
+        }
+        *elements += 1;
+    }
 }
 
 /// A decimal number of one or more digits that fits in a u64.
@@ -1038,13 +1055,12 @@ mod tests {
         assert_eq!(parse_chunk_size(b""), None);
     }
 
-    fn hdrs(list: &[(&str, &[u8])]) -> Vec<Header> {
-        list.iter()
-            .map(|(n, v)| Header {
-                name: n.to_string(),
-                value: v.to_vec(),
-            })
-            .collect()
+    fn hdrs(list: &[(&str, &[u8])]) -> Headers {
+        list.iter().copied().collect()
+    }
+
+    fn first(h: &Headers) -> crate::message::Header<'_> {
+        h.iter().next().unwrap()
     }
 
     fn framing(list: &[(&str, &[u8])]) -> (FramingHeaders, Anomalies) {
@@ -1129,12 +1145,12 @@ mod tests {
         )
         .unwrap();
         assert!(lenient);
-        assert_eq!(h.headers[0].value, b"\x0bchunked");
+        assert_eq!(first(&h.headers).value, b"\x0bchunked");
         let (h, lenient) =
             parse_request_head(b"GET /\xff HTTP/1.1\r\nA: b\r\n c\r\n\r\n", 8).unwrap();
         assert!(lenient);
         assert_eq!(h.target, "/\u{fffd}");
-        assert_eq!(h.headers[0].value, b"b c");
+        assert_eq!(first(&h.headers).value, b"b c");
         let (h, lenient) =
             parse_request_head(b"GET /a?x=1 2  HTTP/1.0\r\nHost: h\r\n\r\n", 8).unwrap();
         assert!(lenient);
@@ -1145,7 +1161,7 @@ mod tests {
         let (h, lenient) = parse_request_head(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 8).unwrap();
         assert!(lenient);
         assert_eq!(
-            (h.headers[0].name.as_str(), &h.headers[0].value[..]),
+            (first(&h.headers).name, first(&h.headers).value),
             ("Host", &b"a"[..])
         );
         // A line that cannot be a header is skipped, not the head dropped.
@@ -1154,7 +1170,7 @@ mod tests {
                 .unwrap();
         assert!(lenient);
         assert_eq!(h.headers.len(), 1);
-        assert_eq!(h.headers[0].value, b"b");
+        assert_eq!(first(&h.headers).value, b"b");
         assert_eq!(
             parse_request_head(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", 1).unwrap_err(),
             HeadError::TooManyHeaders

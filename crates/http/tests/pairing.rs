@@ -290,7 +290,7 @@ fn headers_are_kept_as_sent() {
         s(b"HTTP/1.1 200 OK\r\nSet-Cookie: a=b\r\nContent-Length: 0\r\n\r\n"),
     ]);
     let r = &o.calls[0].request;
-    let names: Vec<_> = r.headers.iter().map(|h| h.name.as_str()).collect();
+    let names: Vec<_> = r.headers.iter().map(|h| h.name).collect();
     assert_eq!(names, ["Host", "X-Dup", "x-dup", "Accept"]);
     assert_eq!(r.header("X-DUP"), Some(&b"1"[..]));
     assert_eq!(r.header("accept"), Some(&b"*/*"[..]));

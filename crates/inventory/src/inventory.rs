@@ -255,10 +255,7 @@ impl CallFacts {
             .and_then(|r| r.header("content-type"))
             .and_then(ContentType::from_bytes)
             .map(|c| media_type(c.media_type()));
-        let headers = req
-            .headers
-            .iter()
-            .map(|h| (h.name.as_str(), h.value.as_slice()));
+        let headers = req.headers.iter().map(|h| (h.name, h.value));
         let auth = auth::classify_request(headers.clone(), req.query());
         let principal = if auth.is_empty() {
             None
@@ -1670,7 +1667,7 @@ fn add_graphql(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apiscope_http::{Anomalies, Body, Header, Request, Response, Version};
+    use apiscope_http::{Anomalies, Body, Request, Response, Version};
 
     fn ep(s: &str) -> SocketAddr {
         let (ip, port) = s.rsplit_once(':').unwrap();
@@ -1700,10 +1697,6 @@ mod tests {
     ) -> Call {
         let (method, target) = req.split_once(' ').unwrap();
         let ts = Timestamp::from_secs(t);
-        let h = |n: &str, v: &str| Header {
-            name: n.into(),
-            value: v.as_bytes().to_vec(),
-        };
         Call {
             request: Request {
                 ts,
@@ -1711,7 +1704,7 @@ mod tests {
                 method: method.into(),
                 target: target.into(),
                 version: Version::Http11,
-                headers: headers.iter().map(|(n, v)| h(n, v)).collect(),
+                headers: headers.iter().copied().collect(),
                 body: Body::default(),
             },
             response: Some(Response {
@@ -1720,9 +1713,7 @@ mod tests {
                 status,
                 reason: String::new(),
                 version: Version::Http11,
-                headers: resp_type
-                    .map(|t| vec![h("Content-Type", t)])
-                    .unwrap_or_default(),
+                headers: resp_type.map(|t| ("Content-Type", t)).into_iter().collect(),
                 body: body(resp_body),
                 interim: Vec::new(),
             }),
