@@ -1,13 +1,15 @@
 //! Calls as JSON Lines, in order of request time whatever the number of workers.
 //!
-//! Workers turn each [`Call`] into a [`CallLine`] (its sort key and its JSON, serialised on
-//! the worker's core) and send batches with a *watermark*: no call of that worker that is
-//! still to come can have an earlier request time (the oldest unfinished request, or the
-//! worker's capture time minus `output.reorder_slack_ms` for requests not yet begun, since
-//! capture timestamps are not strictly ordered). The [`Merger`] releases calls below the
-//! lowest watermark in key order. Holding is bounded by `output.reorder_max_calls` and
-//! `output.reorder_max_bytes` (the lines and the facts held); a call forced out early by a
-//! bound is counted in `calls_forced_out`, and one overtaken later in `calls_out_of_order`.
+//! Workers key each [`Call`] (request time, client, server, tunnel, index in its connection)
+//! and send batches of them, moved, with a *watermark*: no call of that worker that is still
+//! to come can have an earlier request time (the oldest unfinished request, or the worker's
+//! capture time minus `output.reorder_slack_ms` for requests not yet begun, since capture
+//! timestamps are not strictly ordered). The [`Merger`] releases calls below the lowest
+//! watermark in key order to the sink thread, which writes each line ([`write_head`],
+//! the endpoint, [`write_tail`]) straight into its output buffer. Holding is bounded by
+//! `output.reorder_max_calls` and `output.reorder_max_bytes` (the calls as parsed: heads and
+//! body samples); a call forced out early by a bound is counted in `calls_forced_out`, and
+//! one overtaken later in `calls_out_of_order`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -130,16 +132,16 @@ pub fn key_of(call: &Call, meta: &ConnMeta, swapped: bool) -> Key {
     (call.request.ts, client, server, meta.key.tunnel, call.seq)
 }
 
-/// Appends `call` of the connection `meta` as one JSON line to `out` and returns its key and
-/// where the `endpoint` value goes: the line is written up to `"endpoint":` and continues
-/// after it, and the merger splices the value in once the inventory has counted the call.
+/// Appends the first part of `call`'s JSON line, up to `"endpoint":`: the sink writes the
+/// endpoint once the inventory has counted the call, then [`write_tail`]. `key` is the
+/// call's [`key_of`]. Reads the method and target, so call it before they are moved out of
+/// the call (`CallFacts::extract`).
 ///
 /// Written by hand rather than through `serde`: this runs once per call on the hot path and
 /// the derive spent most of its time in `fmt` machinery. The field order and escaping are
 /// those `serde_json` produced (a test compares them).
-pub fn write_line(out: &mut Vec<u8>, call: &Call, meta: &ConnMeta, swapped: bool) -> (Key, usize) {
-    let key = key_of(call, meta, swapped);
-    let (_, client, server, _, _) = key;
+pub fn write_head(out: &mut Vec<u8>, call: &Call, key: &Key) {
+    let (_, client, server, _, _) = *key;
     let req = &call.request;
     let resp = call.response.as_ref();
     out.extend_from_slice(b"{\"ts\":");
@@ -163,7 +165,14 @@ pub fn write_line(out: &mut Vec<u8>, call: &Call, meta: &ConnMeta, swapped: bool
     out.extend_from_slice(b",\"resp_body_bytes\":");
     json_opt_u64(out, resp.map(|r| r.body.bytes));
     out.extend_from_slice(b",\"endpoint\":");
-    let endpoint_at = out.len();
+}
+
+/// Appends the rest of `call`'s JSON line, after the endpoint, and its line end. Needs no
+/// part of the call that `CallFacts::extract` moves out.
+pub fn write_tail(out: &mut Vec<u8>, call: &Call, key: &Key) {
+    let tunnel = key.3;
+    let req = &call.request;
+    let resp = call.response.as_ref();
     out.extend_from_slice(b",\"version\":");
     json_str(out, req.version.as_str());
     out.extend_from_slice(b",\"resp_ts\":");
@@ -174,10 +183,10 @@ pub fn write_line(out: &mut Vec<u8>, call: &Call, meta: &ConnMeta, swapped: bool
     out.extend_from_slice(b",\"latency_us\":");
     json_opt_u64(out, resp.map(|r| r.ts.saturating_since(req.ts).as_micros()));
     out.extend_from_slice(b",\"tunnel\":");
-    if meta.key.tunnel == TunnelId::NONE {
+    if tunnel == TunnelId::NONE {
         out.extend_from_slice(b"\"none\"");
     } else {
-        json_shown(out, meta.key.tunnel);
+        json_shown(out, tunnel);
     }
     out.extend_from_slice(b",\"req_content_type\":");
     json_opt_str(out, text(req.header("content-type")));
@@ -202,25 +211,28 @@ pub fn write_line(out: &mut Vec<u8>, call: &Call, meta: &ConnMeta, swapped: bool
         json_str(out, a.as_str());
     }
     out.extend_from_slice(b"]}\n");
-    (key, endpoint_at)
 }
 
-/// What the merger keeps of one call: its key, where its line is in the batch buffer (start,
-/// endpoint offset, end; all equal when lines are not written), and what the inventory
-/// needs.
+/// One call in a batch: its key, and the call (moved, not copied), as parsed or as prepared
+/// on the worker (see `pipeline::Work`).
 #[derive(Debug)]
-pub struct Item<F> {
+pub struct Item<T> {
     pub key: Key,
+    pub value: T,
+    /// Where its line is in the batch's bytes (start, endpoint value, end), when the worker
+    /// wrote it; all equal otherwise.
     pub line: (u32, u32, u32),
-    pub facts: Option<F>,
+    /// Its [`Weigh::weigh`] and its line's length, taken on the worker, where the call is
+    /// still in cache.
+    pub weight: usize,
 }
 
-/// A batch from one worker: its lines back to back in one buffer (one allocation per batch,
-/// not per call), and each call's key, line offsets and facts.
+/// A batch of calls from one worker, with their keys; the lines the worker wrote are back
+/// to back in one buffer (one allocation per batch, not per call).
 #[derive(Debug)]
-pub struct Batch<F> {
+pub struct Batch<T> {
     pub worker: usize,
-    pub items: Vec<Item<F>>,
+    pub items: Vec<Item<T>>,
     pub bytes: Vec<u8>,
     /// Stream-level anomalies (overlaps with different bytes) seen since the last batch.
     pub stream_notes: Vec<crate::sink::StreamNote>,
@@ -228,7 +240,7 @@ pub struct Batch<F> {
     pub watermark: Option<Timestamp>,
 }
 
-impl<F> Default for Batch<F> {
+impl<T> Default for Batch<T> {
     fn default() -> Self {
         Batch {
             worker: 0,
@@ -240,39 +252,51 @@ impl<F> Default for Batch<F> {
     }
 }
 
-impl<F> Batch<F> {
-    /// An empty batch with room for `items` calls and `bytes` of lines, so that filling it
-    /// does not grow (and copy) its vectors step by step.
-    pub fn with_capacity(items: usize, bytes: usize) -> Self {
+impl<T: Weigh> Batch<T> {
+    /// An empty batch with room for `items` calls, so that filling it does not grow (and
+    /// copy) its vector step by step.
+    pub fn with_capacity(items: usize) -> Self {
         Batch {
             items: Vec::with_capacity(items),
-            bytes: Vec::with_capacity(bytes),
             ..Batch::default()
         }
     }
 
-    /// Adds one call: its line when `write` (see [`write_line`]); its facts can be attached
-    /// afterwards with [`Batch::set_facts`] (so they may take what the line no longer needs).
-    pub fn push(&mut self, call: &Call, meta: &ConnMeta, swapped: bool, write: bool) {
-        let start = self.bytes.len();
-        let (key, at) = if write {
-            write_line(&mut self.bytes, call, meta, swapped)
-        } else {
-            (key_of(call, meta, swapped), start)
-        };
-        let off = |n: usize| u32::try_from(n).expect("a batch stays under 4 GiB");
+    pub fn push(&mut self, key: Key, value: T) {
+        let weight = value.weigh();
+        let end = self.end();
         self.items.push(Item {
             key,
-            line: (off(start), off(at), off(self.bytes.len())),
-            facts: None,
+            value,
+            line: (end, end, end),
+            weight,
         });
     }
 
-    /// Attaches facts to the call pushed last.
-    pub fn set_facts(&mut self, facts: F) {
-        if let Some(it) = self.items.last_mut() {
-            it.facts = Some(facts);
-        }
+    /// Adds a call that `f` prepares: `f` may append the call's line to the batch's bytes,
+    /// returning where the endpoint value goes in it, and returns the call as prepared.
+    pub fn push_prepared(
+        &mut self,
+        key: Key,
+        f: impl FnOnce(&mut Vec<u8>, &Key) -> (Option<usize>, T),
+    ) {
+        let start = self.end();
+        let (at, value) = f(&mut self.bytes, &key);
+        let end = self.end();
+        let at = at.map_or(start, |at| {
+            u32::try_from(at).expect("a batch stays under 4 GiB")
+        });
+        let weight = value.weigh() + (end - start) as usize;
+        self.items.push(Item {
+            key,
+            value,
+            line: (start, at, end),
+            weight,
+        });
+    }
+
+    fn end(&self) -> u32 {
+        u32::try_from(self.bytes.len()).expect("a batch stays under 4 GiB")
     }
 
     pub fn len(&self) -> usize {
@@ -281,51 +305,57 @@ impl<F> Batch<F> {
 }
 
 /// A call released by the merger: its key, its line in two parts around the endpoint value
-/// (both empty when lines are not written), and its facts.
+/// (both empty when the worker did not write it), and the call.
 #[derive(Debug)]
-pub struct Released<'a, F> {
+pub struct Released<'a, T> {
     pub key: Key,
     pub head: &'a [u8],
     pub tail: &'a [u8],
-    pub facts: Option<F>,
+    pub value: T,
 }
 
-/// What a held call's facts keep, in bytes, besides its line.
+/// The bytes a held call keeps (its own size and what it holds on the heap).
 pub trait Weigh {
     fn weigh(&self) -> usize;
 }
 
-impl Weigh for () {
-    fn weigh(&self) -> usize {
-        0
+/// A held call in its batch: where its line is in the batch's bytes, the call, its weight.
+type SlotItem<T> = ((u32, u32, u32), T, usize);
+
+/// One batch whose calls are not all released: its calls (each taken when released) and
+/// their keys, and their order by key, released from `next` on.
+#[derive(Debug)]
+struct Slot<T> {
+    bytes: Vec<u8>,
+    items: Vec<Option<SlotItem<T>>>,
+    keys: Vec<Key>,
+    order: Vec<u32>,
+    next: usize,
+}
+
+impl<T> Slot<T> {
+    fn next_key(&self) -> Option<Key> {
+        let &i = self.order.get(self.next)?;
+        Some(self.keys[i as usize])
     }
 }
 
-/// A held call: its key, then where it is (batch slot, index in the batch).
-type Held = Reverse<(Key, u32, u32)>;
-
-/// A held call in its batch: where its line is in the batch's bytes, its facts, its weight.
-type SlotItem<F> = ((u32, u32, u32), Option<F>, usize);
-
-/// One batch whose calls are not all released.
-#[derive(Debug)]
-struct Slot<F> {
-    bytes: Vec<u8>,
-    items: Vec<SlotItem<F>>,
-    left: usize,
-}
-
 /// Orders the calls of all workers and hands them, in key order, to a sink.
+///
+/// Each batch is sorted by key when it comes (a worker's calls finish nearly in request
+/// order, so this is cheap), and the batches are merged through a heap holding one entry
+/// per batch, its next call: a few entries, not one per call held.
 #[derive(Debug)]
-pub struct Merger<F> {
-    heap: BinaryHeap<Held>,
-    slots: Vec<Slot<F>>,
+pub struct Merger<T> {
+    heap: BinaryHeap<Reverse<(Key, u32)>>,
+    slots: Vec<Slot<T>>,
     free: Vec<u32>,
     marks: Vec<Option<Timestamp>>,
     max_held: usize,
     max_held_bytes: usize,
     last: Option<Key>,
-    /// Bytes of the calls held (lines and facts).
+    held: usize,
+    /// Bytes of the calls held (with their lines).
     pub held_bytes: usize,
     pub released: u64,
     /// Released before the watermark passed them, because a bound was reached.
@@ -333,7 +363,11 @@ pub struct Merger<F> {
     pub out_of_order: u64,
 }
 
-impl<F: Weigh> Merger<F> {
+/// What the merger counts per held call besides the call itself: its key, its place in
+/// its batch's order.
+const HELD_OVERHEAD: usize = std::mem::size_of::<Key>() + std::mem::size_of::<u32>();
+
+impl<T: Weigh> Merger<T> {
     /// Holds at most `max_held` calls and `max_held_bytes` bytes of them.
     pub fn new(workers: usize, max_held: usize, max_held_bytes: usize) -> Self {
         Merger {
@@ -344,6 +378,7 @@ impl<F: Weigh> Merger<F> {
             max_held: max_held.max(1),
             max_held_bytes,
             last: None,
+            held: 0,
             held_bytes: 0,
             released: 0,
             forced: 0,
@@ -353,52 +388,56 @@ impl<F: Weigh> Merger<F> {
 
     /// Calls held now.
     pub fn held(&self) -> usize {
-        self.heap.len()
+        self.held
     }
 
     /// Takes a batch and releases, in key order, every call no worker can still precede.
     pub fn push<E>(
         &mut self,
-        b: Batch<F>,
-        sink: &mut impl FnMut(Released<'_, F>) -> Result<(), E>,
+        b: Batch<T>,
+        sink: &mut impl FnMut(Released<'_, T>) -> Result<(), E>,
     ) -> Result<(), E> {
         self.marks[b.worker] = b.watermark;
         if !b.items.is_empty() {
-            let slot = match self.free.pop() {
-                Some(i) => i,
+            let n = b.items.len();
+            let mut items = Vec::with_capacity(n);
+            let mut keys = Vec::with_capacity(n);
+            for it in b.items {
+                let weight = it.weight + HELD_OVERHEAD;
+                self.held_bytes += weight;
+                keys.push(it.key);
+                items.push(Some((it.line, it.value, weight)));
+            }
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            order.sort_unstable_by_key(|&i| keys[i as usize]);
+            let slot = Slot {
+                bytes: b.bytes,
+                items,
+                keys,
+                order,
+                next: 0,
+            };
+            let first = slot.next_key().expect("not empty");
+            let at = match self.free.pop() {
+                Some(i) => {
+                    self.slots[i as usize] = slot;
+                    i
+                }
                 None => {
-                    self.slots.push(Slot {
-                        bytes: Vec::new(),
-                        items: Vec::new(),
-                        left: 0,
-                    });
+                    self.slots.push(slot);
                     (self.slots.len() - 1) as u32
                 }
             };
-            let n = b.items.len();
-            let mut items = Vec::with_capacity(n);
-            for (i, it) in b.items.into_iter().enumerate() {
-                self.heap.push(Reverse((it.key, slot, i as u32)));
-                let weight = (it.line.2 - it.line.0) as usize
-                    + std::mem::size_of::<Held>()
-                    + it.facts.as_ref().map_or(0, |f| f.weigh());
-                self.held_bytes += weight;
-                items.push((it.line, it.facts, weight));
-            }
-            self.slots[slot as usize] = Slot {
-                bytes: b.bytes,
-                items,
-                left: n,
-            };
+            self.heap.push(Reverse((first, at)));
+            self.held += n;
         }
         let low = self.marks.iter().flatten().min().copied();
-        while let Some(Reverse(top)) = self.heap.peek() {
+        while let Some(Reverse((key, _))) = self.heap.peek() {
             let release = match low {
                 None => true,
-                Some(w) if top.0 .0 < w => true,
+                Some(w) if key.0 < w => true,
                 Some(_) => {
-                    let over =
-                        self.heap.len() > self.max_held || self.held_bytes > self.max_held_bytes;
+                    let over = self.held > self.max_held || self.held_bytes > self.max_held_bytes;
                     self.forced += u64::from(over);
                     over
                 }
@@ -406,37 +445,49 @@ impl<F: Weigh> Merger<F> {
             if !release {
                 break;
             }
-            let Reverse(l) = self.heap.pop().expect("peeked");
-            self.release(l, sink)?;
+            self.release_next(sink)?;
         }
         Ok(())
     }
 
-    fn release<E>(
+    /// Releases the call with the lowest key.
+    fn release_next<E>(
         &mut self,
-        (key, slot, idx): (Key, u32, u32),
-        sink: &mut impl FnMut(Released<'_, F>) -> Result<(), E>,
+        sink: &mut impl FnMut(Released<'_, T>) -> Result<(), E>,
     ) -> Result<(), E> {
+        let Some(Reverse((key, slot))) = self.heap.pop() else {
+            return Ok(());
+        };
         if self.last.as_ref().is_some_and(|last| key < *last) {
             self.out_of_order += 1;
         }
         self.released += 1;
         self.last = Some(key);
+        self.held -= 1;
         let s = &mut self.slots[slot as usize];
-        let it = &mut s.items[idx as usize];
-        let ((start, at, end), facts) = (it.0, it.1.take());
-        self.held_bytes -= it.2;
+        let idx = s.order[s.next] as usize;
+        s.next += 1;
+        let ((start, at, end), value, weight) =
+            s.items[idx].take().expect("a held call is released once");
+        self.held_bytes -= weight;
         let r = sink(Released {
             key,
             head: &s.bytes[start as usize..at as usize],
             tail: &s.bytes[at as usize..end as usize],
-            facts,
+            value,
         });
-        s.left -= 1;
-        if s.left == 0 {
-            s.bytes = Vec::new();
-            s.items = Vec::new();
-            self.free.push(slot);
+        match s.next_key() {
+            Some(k) => self.heap.push(Reverse((k, slot))),
+            None => {
+                *s = Slot {
+                    bytes: Vec::new(),
+                    items: Vec::new(),
+                    keys: Vec::new(),
+                    order: Vec::new(),
+                    next: 0,
+                };
+                self.free.push(slot);
+            }
         }
         r
     }
@@ -444,10 +495,10 @@ impl<F: Weigh> Merger<F> {
     /// Releases whatever is left; call after every worker sent its final batch.
     pub fn finish<E>(
         &mut self,
-        sink: &mut impl FnMut(Released<'_, F>) -> Result<(), E>,
+        sink: &mut impl FnMut(Released<'_, T>) -> Result<(), E>,
     ) -> Result<(), E> {
-        while let Some(Reverse(l)) = self.heap.pop() {
-            self.release(l, sink)?;
+        while !self.heap.is_empty() {
+            self.release_next(sink)?;
         }
         Ok(())
     }
@@ -483,78 +534,92 @@ mod tests {
         assert_eq!(out, b"018446744073709551615");
     }
 
-    /// A batch of lines `{t}{who}`, endpoint, `\n`, keyed by time `t`, with `t` as facts.
-    fn batch(worker: usize, lines: &[(u64, &str)], watermark: Option<u64>) -> Batch<u64> {
+    /// A batch of calls named `{t}{who}`, keyed by time `t`.
+    fn batch(worker: usize, calls: &[(u64, &str)], watermark: Option<u64>) -> Batch<Named> {
         let mut b = Batch {
             worker,
             watermark: watermark.map(Timestamp::from_secs),
             ..Batch::default()
         };
-        for &(t, who) in lines {
+        for &(t, who) in calls {
             let ep = Endpoint {
                 ip: "10.0.0.1".parse().unwrap(),
                 port: u16::from(who.as_bytes()[0]),
             };
-            let start = b.bytes.len() as u32;
-            b.bytes.extend_from_slice(format!("{t}{who}").as_bytes());
-            let at = b.bytes.len() as u32;
-            b.bytes.push(b'\n');
-            b.items.push(Item {
-                key: (Timestamp::from_secs(t), ep, ep, TunnelId::NONE, 0),
-                line: (start, at, b.bytes.len() as u32),
-                facts: Some(t),
-            });
+            b.push(
+                (Timestamp::from_secs(t), ep, ep, TunnelId::NONE, 0),
+                Named(format!("{t}{who}"), t),
+            );
         }
         b
+    }
+
+    /// A test call: its name and its weight.
+    #[derive(Debug)]
+    struct Named(String, u64);
+
+    impl Weigh for Named {
+        fn weigh(&self) -> usize {
+            self.1 as usize
+        }
     }
 
     #[test]
     fn merges_in_key_order_behind_the_lowest_watermark() {
         let mut out = Vec::new();
-        let mut sink = |r: Released<'_, u64>| -> Result<(), ()> {
-            out.extend_from_slice(r.head);
-            out.push(b'=');
-            out.extend_from_slice(r.facts.unwrap().to_string().as_bytes());
-            out.extend_from_slice(r.tail);
+        // A call the worker prepared has its line around the endpoint, `{name}=` and `\n`,
+        // and is renamed; the others are as pushed.
+        let mut sink = |r: Released<'_, Named>| -> Result<(), ()> {
+            if r.head.is_empty() {
+                out.extend_from_slice(format!("{}={}\n", r.value.0, r.key.0.as_secs()).as_bytes());
+            } else {
+                out.extend_from_slice(r.head);
+                out.extend_from_slice(r.value.0.as_bytes());
+                out.extend_from_slice(r.tail);
+            }
             Ok(())
         };
         let mut m = Merger::new(2, 1000, usize::MAX);
-        m.push(batch(0, &[(3, "a"), (1, "a")], Some(5)), &mut sink)
-            .unwrap();
+        let mut first = batch(0, &[(3, "a")], Some(5));
+        let ep = first.items[0].key.1;
+        first.push_prepared(
+            (Timestamp::from_secs(1), ep, ep, TunnelId::NONE, 0),
+            |bytes, key| {
+                bytes.extend_from_slice(b"1a=");
+                let at = bytes.len();
+                bytes.push(b'\n');
+                (Some(at), Named(key.0.as_secs().to_string(), 10))
+            },
+        );
+        assert_eq!(first.items[1].weight, 10 + 4, "the call and its line");
+        m.push(first, &mut sink).unwrap();
         // Worker 1 has not spoken: nothing may go out yet.
         assert_eq!(m.released, 0);
         m.push(batch(1, &[(2, "b")], Some(3)), &mut sink).unwrap();
         assert_eq!(m.released, 2); // 1a, 2b; 3a waits for worker 1 to pass 3
-        assert_eq!(
-            m.slots.iter().filter(|s| s.left > 0).count(),
-            1,
-            "batch 0 holds 3a"
-        );
+        assert_eq!(m.held(), 1, "batch 0 holds 3a");
         m.push(batch(1, &[(3, "b")], None), &mut sink).unwrap();
         m.push(batch(0, &[], None), &mut sink).unwrap();
         m.finish(&mut sink).unwrap();
-        assert!(m.slots.iter().all(|s| s.left == 0), "every slot released");
+        assert!(
+            m.slots.iter().all(|s| s.items.is_empty()),
+            "every slot released"
+        );
         assert_eq!(m.free.len(), m.slots.len());
         assert_eq!((m.released, m.out_of_order), (4, 0));
         assert_eq!(out, b"1a=1\n2b=2\n3a=3\n3b=3\n");
-    }
-
-    /// Test facts weigh their own value.
-    impl Weigh for u64 {
-        fn weigh(&self) -> usize {
-            *self as usize
-        }
+        assert_eq!(m.held_bytes, 0);
     }
 
     #[test]
     fn held_bytes_are_bounded_and_forced_out() {
         let mut out = Vec::new();
-        let mut sink = |r: Released<'_, u64>| -> Result<(), ()> {
-            out.extend_from_slice(r.head);
+        let mut sink = |r: Released<'_, Named>| -> Result<(), ()> {
+            out.extend_from_slice(r.value.0.as_bytes());
             out.push(b' ');
             Ok(())
         };
-        // Each call weighs its line, a heap entry and its facts (its key here: 1 000 000 ×).
+        // Each call weighs itself (its key here: 1 000 000 ×) and a heap entry.
         let one = |k: u64| batch(0, &[(k, "a")], Some(0));
         let mut m = Merger::new(2, 1000, 2_500_000);
         m.push(batch(1, &[], Some(0)), &mut sink).unwrap();
@@ -573,8 +638,8 @@ mod tests {
     #[test]
     fn held_calls_are_bounded_and_forced_out() {
         let mut out = Vec::new();
-        let mut sink = |r: Released<'_, u64>| -> Result<(), ()> {
-            out.extend_from_slice(r.head);
+        let mut sink = |r: Released<'_, Named>| -> Result<(), ()> {
+            out.extend_from_slice(r.value.0.as_bytes());
             out.push(b' ');
             Ok(())
         };
@@ -591,5 +656,56 @@ mod tests {
         m.finish(&mut sink).unwrap();
         assert_eq!(out, b"4a 1b 5a 6a ");
         assert_eq!(m.out_of_order, 1, "1b came after 4a");
+    }
+
+    #[test]
+    fn releases_every_call_in_key_order_across_shuffled_batches() {
+        // Three workers, each finishing its calls out of order within a window, in batches
+        // of random sizes; a worker's watermark is the lowest time it may still send.
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut out = Vec::new();
+        let mut sink = |r: Released<'_, Named>| -> Result<(), ()> {
+            out.push((r.key.0.as_secs(), r.value.0));
+            Ok(())
+        };
+        let mut m = Merger::new(3, usize::MAX, usize::MAX);
+        let mut pending: Vec<Vec<u64>> = (0..3)
+            .map(|w| (0..400).map(|i| i * 3 + w).collect())
+            .collect();
+        let mut total = 0;
+        while pending.iter().any(|p| !p.is_empty()) {
+            let w = next(3) as usize;
+            let p = &mut pending[w];
+            let take = (next(20) as usize).min(p.len());
+            let window = (next(8) as usize + 1).min(p.len());
+            let mut calls = Vec::new();
+            for _ in 0..take {
+                let i = next(window.min(p.len()) as u64) as usize;
+                calls.push(p.remove(i));
+            }
+            total += calls.len();
+            let named: Vec<(u64, String)> = calls.iter().map(|t| (*t, format!("w{w}"))).collect();
+            let list: Vec<(u64, &str)> = named.iter().map(|(t, n)| (*t, n.as_str())).collect();
+            let mark = if p.is_empty() {
+                None
+            } else {
+                p.iter().min().copied()
+            };
+            m.push(batch(w, &list, mark), &mut sink).unwrap();
+        }
+        m.finish(&mut sink).unwrap();
+        assert_eq!(out.len(), total);
+        assert_eq!(total, 1200);
+        assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "in key order");
+        assert_eq!(
+            (m.out_of_order, m.forced, m.held(), m.held_bytes),
+            (0, 0, 0, 0)
+        );
     }
 }

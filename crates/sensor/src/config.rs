@@ -23,7 +23,7 @@ pub struct OutputConfig {
     pub threads: usize,
     /// Calls held back to put them in request-time order (`output.reorder_max_calls`).
     pub reorder_max_calls: usize,
-    /// Bytes of those calls, lines and facts (`output.reorder_max_bytes`).
+    /// Bytes of those calls as parsed, heads and body samples (`output.reorder_max_bytes`).
     pub reorder_max_bytes: usize,
     /// How far capture timestamps may run backwards (`output.reorder_slack_ms`).
     pub reorder_slack_ms: u64,

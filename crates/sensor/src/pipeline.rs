@@ -1,6 +1,6 @@
 //! The pipeline shared by `replay` and `run`: the worker's stream handler ([`Pipeline`]:
-//! stream statistics, HTTP, calls serialised with the facts the inventory needs), the batch a
-//! worker hands to the sink thread, the stages behind the sink (inventory, state store,
+//! stream statistics, HTTP, finished calls keyed for the merger), the batch a worker hands
+//! to the sink thread, the stages behind the sink (inventory, state store,
 //! detector, publisher) and the sink thread's steps (merge, finish).
 //!
 //! `replay` and `run` differ only in where frames come from and when time moves: `replay`
@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context as _;
 use apiscope_capture::{
@@ -23,9 +24,9 @@ use apiscope_inventory::spec::{Spec, SpecSet};
 use apiscope_inventory::store::Store;
 use apiscope_publish::{DeliveryReport, PublishConfig, Publisher};
 
-use crate::calls::{self, Batch, Merger, Released};
+use crate::calls::{self, Batch, Merger, Released, Weigh};
 use crate::config::Config;
-use crate::sink::{Facts, Sink, StreamNote, DETECTOR_KEY, DETECTOR_NS};
+use crate::sink::{Sink, StreamNote, DETECTOR_KEY, DETECTOR_NS};
 use crate::Failure;
 
 /// Per-connection statistics kept by the stream-statistics handler.
@@ -181,7 +182,7 @@ pub struct PipeConn {
     pending: Option<Timestamp>,
 }
 
-/// The worker's stream handler: stream statistics, then HTTP, then serialised calls.
+/// The worker's stream handler: stream statistics, then HTTP, then a batch of calls.
 pub struct Pipeline {
     pub report: StreamReport,
     http_cfg: HttpConfig,
@@ -189,11 +190,13 @@ pub struct Pipeline {
     finished: Finished,
     /// Whether calls' facts are extracted for the inventory.
     inventory: bool,
-    /// Calls serialised since the last batch went to the writer.
-    pub lines: Batch<Facts>,
+    /// Calls finished since the last batch went to the sink thread.
+    pub batch: Batch<Work>,
     write_calls: bool,
     /// Keys the principal hashes in the facts (the state directory's secret, if any).
     hasher: KeyedHasher,
+    /// Batches waiting for the sink thread (see [`Pipeline::share_sink_depth`]).
+    sink_depth: Option<SinkDepth>,
     /// False with `--stage capture`: streams are counted, not parsed.
     parse_http: bool,
     /// Keep the per-path summary for `--report`.
@@ -223,9 +226,10 @@ impl Pipeline {
                 flow_hash: 0,
             },
             inventory: inventory != InventoryUse::Off,
-            lines: Batch::default(),
+            batch: Batch::default(),
             write_calls,
             hasher,
+            sink_depth: None,
             parse_http,
             summarize,
             calls: 0,
@@ -261,7 +265,7 @@ impl Pipeline {
         }
     }
 
-    /// Takes the calls serialised since the last batch, stamped for the merger: `worker`, and
+    /// Takes the calls finished since the last batch, stamped for the merger: `worker`, and
     /// the watermark at capture time `now` (`None` when `last`: this worker is done).
     pub fn take_batch(
         &mut self,
@@ -270,17 +274,21 @@ impl Pipeline {
         slack: Duration,
         max_wait: Option<Duration>,
         last: bool,
-    ) -> Batch<Facts> {
+    ) -> Batch<Work> {
         let watermark = (!last).then(|| self.watermark(now, slack, max_wait));
         // The next batch is sized like this one: most are full (BATCH calls).
-        let next = Batch::with_capacity(
-            self.lines.items.len().next_power_of_two().min(BATCH),
-            self.lines.bytes.len().next_power_of_two(),
-        );
-        let mut batch = std::mem::replace(&mut self.lines, next);
+        let next = Batch::with_capacity(self.batch.items.len().next_power_of_two().min(BATCH));
+        let mut batch = std::mem::replace(&mut self.batch, next);
         batch.worker = worker;
         batch.watermark = watermark;
         batch
+    }
+
+    /// Shares `depth` (batches sent to the sink thread and not yet taken) with the sink
+    /// thread: while a batch waits, this worker prepares its calls itself ([`prepare`]),
+    /// as they finish, so that the two threads share the work.
+    pub fn share_sink_depth(&mut self, depth: SinkDepth) {
+        self.sink_depth = Some(depth);
     }
 
     /// Requests waiting for their responses, over all connections.
@@ -321,7 +329,7 @@ impl StreamHandler for Pipeline {
                     } else {
                         (meta.key.src, meta.key.dst)
                     };
-                    self.lines.stream_notes.push(StreamNote {
+                    self.batch.stream_notes.push(StreamNote {
                         client: client.ip,
                         server,
                         ts,
@@ -334,21 +342,28 @@ impl StreamHandler for Pipeline {
         if let Some(s) = &self.finished.sampler {
             self.http_stats.body_sampler_full = s.full;
         }
-        let inventory = self.inventory;
+        let sink_busy = self
+            .sink_depth
+            .as_ref()
+            .is_some_and(|d| d.load(Ordering::Relaxed) > 0);
+        let (write, inventory) = (self.write_calls, self.inventory);
         for mut call in self.finished.calls.drain(..) {
             self.calls += 1;
             if self.summarize {
                 self.report.calls.add(&call);
             }
-            if !self.write_calls && !inventory {
+            if !write && !inventory {
                 continue;
             }
-            self.lines.push(&call, meta, swapped, self.write_calls);
-            if inventory {
-                let (_, client, server, _, _) = calls::key_of(&call, meta, swapped);
-                let sample = call.bodies_kept;
-                let facts = CallFacts::extract(&mut call, client, server, sample, &self.hasher);
-                self.lines.set_facts(facts);
+            let key = calls::key_of(&call, meta, swapped);
+            if sink_busy {
+                let hasher = &self.hasher;
+                self.batch.push_prepared(key, |bytes, key| {
+                    let (at, facts) = prepare(bytes, key, &mut call, write, inventory, hasher);
+                    (at, Work::Prepared(facts))
+                });
+            } else {
+                self.batch.push(key, Work::Parsed(call));
             }
         }
         let earliest = match ev {
@@ -383,6 +398,52 @@ fn size_class(n: usize) -> usize {
     }
     let step = n.next_power_of_two() / 8;
     n.next_multiple_of(step)
+}
+
+/// Batches sent to the sink thread and not yet taken by it.
+pub type SinkDepth = std::sync::Arc<AtomicI64>;
+
+/// A call on its way to the sink thread: as parsed, or prepared by its worker (its line, if
+/// calls are written, in the batch's bytes; its facts, if the inventory runs).
+#[derive(Debug)]
+pub enum Work {
+    Parsed(Call),
+    Prepared(Option<CallFacts>),
+}
+
+impl Weigh for Work {
+    fn weigh(&self) -> usize {
+        std::mem::size_of::<Work>()
+            + match self {
+                Work::Parsed(call) => call.heap_size(),
+                Work::Prepared(facts) => facts.as_ref().map_or(0, CallFacts::heap_size),
+            }
+    }
+}
+
+/// What becomes of a call before the inventory counts it, on whichever thread does it: its
+/// line without the endpoint value appended to `out` when `write` (returning where that
+/// value goes), and its facts taken when `inventory`. `key` is the call's sort key.
+pub fn prepare(
+    out: &mut Vec<u8>,
+    key: &calls::Key,
+    call: &mut Call,
+    write: bool,
+    inventory: bool,
+    hasher: &KeyedHasher,
+) -> (Option<usize>, Option<CallFacts>) {
+    // The line reads the method and target, which the facts then take.
+    let at = write.then(|| {
+        calls::write_head(out, call, key);
+        let at = out.len();
+        calls::write_tail(out, call, key);
+        at
+    });
+    let facts = inventory.then(|| {
+        let sample = call.bodies_kept;
+        CallFacts::extract(call, key.1, key.2, sample, hasher)
+    });
+    (at, facts)
 }
 
 /// Where a worker's connections put their finished calls; it also decides, as each request
@@ -606,13 +667,13 @@ pub fn open_stages(cfg: &Config, o: StageOptions<'_>) -> Result<Stages, Failure>
 /// merger, which passes on, in request-time order, those no worker can still precede.
 pub fn sink_batch(
     sink: &mut Sink,
-    merger: &mut Merger<Facts>,
-    mut b: Batch<Facts>,
+    merger: &mut Merger<Work>,
+    mut b: Batch<Work>,
 ) -> anyhow::Result<()> {
     for n in b.stream_notes.drain(..) {
         sink.stream_anomaly(&n);
     }
-    merger.push(b, &mut |r: Released<'_, Facts>| sink.call(r))
+    merger.push(b, &mut |r: Released<'_, Work>| sink.call(r))
 }
 
 /// What the sink thread hands back at the end.
@@ -633,10 +694,10 @@ pub struct SinkResult {
 /// to `delivery_wait` for delivery.
 pub fn finish_sink(
     mut sink: Sink,
-    mut merger: Merger<Facts>,
+    mut merger: Merger<Work>,
     delivery_wait: std::time::Duration,
 ) -> anyhow::Result<SinkResult> {
-    merger.finish(&mut |r: Released<'_, Facts>| sink.call(r))?;
+    merger.finish(&mut |r: Released<'_, Work>| sink.call(r))?;
     let flushes = sink.flushes;
     let publish_errors = (sink.publish_errors, sink.first_publish_error.take());
     let (inventory, detector, publisher) = sink.finish()?;
@@ -655,8 +716,9 @@ pub fn finish_sink(
     })
 }
 
-/// A new worker engine running the pipeline: the HTTP stage when `parse_http`, calls
-/// serialised when `write_calls`, facts for the inventory when `inventory`.
+/// A new worker engine running the pipeline: the HTTP stage when `parse_http`; its calls go
+/// to the sink thread when `write_calls` or when the inventory runs, with their bodies
+/// sampled when it runs in full.
 pub fn new_engine(
     cfg: &Config,
     write_calls: bool,

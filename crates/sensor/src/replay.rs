@@ -7,6 +7,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
@@ -19,10 +20,10 @@ use clap::Args;
 use crate::calls::{Batch, Merger};
 use crate::config::{self, Config};
 use crate::pipeline::{
-    self, finish_sink, open_output, sink_batch, trim_top, InventoryUse, SinkResult, StageOptions,
-    Stages, StreamReport, BATCH, CLOSE_REASONS,
+    self, finish_sink, open_output, sink_batch, trim_top, InventoryUse, SinkDepth, SinkResult,
+    StageOptions, Stages, StreamReport, Work, BATCH, CLOSE_REASONS,
 };
-use crate::sink::{Facts, Sink};
+use crate::sink::Sink;
 use crate::Failure;
 
 #[derive(Debug, Args)]
@@ -90,10 +91,13 @@ struct WorkerCtx<'a> {
     cfg: &'a Config,
     shard: u64,
     shards: u64,
-    calls_tx: Option<SyncSender<Batch<Facts>>>,
+    calls_tx: Option<SyncSender<Batch<Work>>>,
     write_calls: bool,
     inventory: InventoryUse,
     hasher: &'a KeyedHasher,
+    /// Batches sent and not yet taken by the sink thread: while one waits, the worker
+    /// prepares its calls itself.
+    queued: &'a SinkDepth,
     stage: Stage,
     report: bool,
 }
@@ -108,6 +112,9 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
         w.report,
     )
     .with_shard(w.shard, w.shards);
+    engine
+        .handler_mut()
+        .share_sink_depth(std::sync::Arc::clone(w.queued));
     let slack = Duration::from_millis(w.cfg.output.reorder_slack_ms);
     let mut warnings = Vec::new();
     let send = |engine: &mut apiscope_capture::Engine<pipeline::Pipeline>, last: bool| {
@@ -116,6 +123,7 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
         let batch = engine
             .handler_mut()
             .take_batch(w.shard as usize, now, slack, None, last);
+        w.queued.fetch_add(1, Relaxed);
         // A closed receiver means the writer failed; it reports that itself.
         let _ = tx.send(batch);
     };
@@ -125,7 +133,7 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
             match src.next_packet() {
                 Ok(Some(p)) => {
                     engine.process(p.ts, p.link, p.data, p.wire_len);
-                    if engine.handler().lines.len() >= BATCH {
+                    if engine.handler().batch.len() >= BATCH {
                         send(&mut engine, false);
                     }
                 }
@@ -199,9 +207,17 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let findings_out = args.findings.as_deref().map(open_output).transpose()?;
     let delivery_wait = std::time::Duration::from_secs(publish_cfg.delivery_wait_secs);
     let flush_every = Duration::from_secs(cfg.state.flush_interval_secs);
+    // Workers that prepare calls write their lines exactly when the sink would.
+    let write_lines = write_calls
+        || publisher
+            .as_ref()
+            .is_some_and(|p| p.wants(apiscope_publish::Topic::Calls));
+    let queued = SinkDepth::default();
     let started = Instant::now();
+    let sink_hasher = hasher.clone();
     let (results, sunk) = std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<Facts>>(threads * 4);
+        let queued = &queued;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<Work>>(threads * 4);
         let sink_thread = (write_calls || inventory.is_some()).then(|| {
             let (max_held, max_held_bytes) =
                 (cfg.output.reorder_max_calls, cfg.output.reorder_max_bytes);
@@ -210,12 +226,14 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                 let mut sink = Sink::new(
                     calls_out,
                     inventory,
+                    sink_hasher,
                     detector,
                     store,
                     publisher,
                     flush_every,
                 );
                 for b in rx {
+                    queued.fetch_sub(1, Relaxed);
                     sink_batch(&mut sink, &mut m, b)?;
                 }
                 finish_sink(sink, m, delivery_wait)
@@ -229,9 +247,10 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                     shard: i,
                     shards: threads as u64,
                     calls_tx: sink_thread.is_some().then(|| tx.clone()),
-                    write_calls,
+                    write_calls: write_lines,
                     inventory: inventory_use,
                     hasher: &hasher,
+                    queued,
                     stage: args.stage,
                     report: args.report,
                 };

@@ -50,8 +50,8 @@ use clap::Args;
 use crate::api::{self, ApiConfig};
 use crate::calls::{Batch, Merger};
 use crate::config::{self, Config};
-use crate::pipeline::{self, open_output, sink_batch, SinkResult, StageOptions, Stages};
-use crate::sink::{Facts, Sink};
+use crate::pipeline::{self, open_output, sink_batch, SinkResult, StageOptions, Stages, Work};
+use crate::sink::Sink;
 use crate::view::SharedView;
 use crate::Failure;
 use capture::{BatchLimits, Router, UdpFeed};
@@ -168,7 +168,6 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
 
     // Everything else, unprivileged.
     let calls_out = args.calls.as_deref().map(open_output).transpose()?;
-    let write_calls = calls_out.is_some();
     let Stages {
         inventory,
         store,
@@ -189,11 +188,14 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let mut sink = Sink::new(
         calls_out,
         inventory,
+        hasher.clone(),
         detector,
         store,
         publisher,
         Duration::from_secs(cfg.state.flush_interval_secs),
     );
+    // Workers that prepare calls write their lines exactly when the sink would.
+    let write_calls = sink.writes_lines();
     if let Some(p) = args.findings.as_deref() {
         let ocsf = cfg.publish.jsonl_format == apiscope_publish::Format::Ocsf;
         sink.stream_findings(open_output(p)?, ocsf);
@@ -220,7 +222,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     ));
     // The first view (the inventory reloaded from the state) is there before the API answers.
     let view = SharedView::default();
-    view.set(sink.view(&telemetry.live::<Facts>(None)));
+    view.set(sink.view(&telemetry.live::<Work>(None)));
     let server = api::serve(
         ApiConfig {
             listen,
@@ -262,7 +264,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     };
     let delivery_wait = StdDuration::from_secs(publish_cfg.delivery_wait_secs);
     let sunk = std::thread::scope(|s| {
-        let (calls_tx, calls_rx) = sync_channel::<Batch<Facts>>(sink_capacity);
+        let (calls_tx, calls_rx) = sync_channel::<Batch<Work>>(sink_capacity);
         let sink_loop = SinkLoop {
             rx: calls_rx,
             sink,
@@ -295,7 +297,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         for i in 0..threads {
             let (tx, rx) = sync_channel(rc.queue_max_batches);
             worker_txs.push(tx);
-            let engine = pipeline::new_engine(
+            let mut engine = pipeline::new_engine(
                 &cfg,
                 write_calls,
                 pipeline::InventoryUse::Full,
@@ -303,6 +305,9 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
                 true,
                 false,
             );
+            engine
+                .handler_mut()
+                .share_sink_depth(Arc::clone(&telemetry.sink_depth));
             let (calls_tx, telemetry) = (calls_tx.clone(), Arc::clone(&telemetry));
             let h = std::thread::Builder::new()
                 .name(format!("worker-{i}"))
@@ -414,7 +419,7 @@ fn finish(
     if let (n, Some(first)) = &r.publish_errors {
         eprintln!("apiscope: warning: {n} records could not be published (first: {first})");
     }
-    let live = telemetry.live::<Facts>(None);
+    let live = telemetry.live::<Work>(None);
     let kernel: u64 = live.sources.iter().map(|s| s.kernel_dropped).sum();
     let own: u64 = live.sources.iter().map(|s| s.queue_dropped_frames).sum();
     let endpoints = r.inventory.as_ref().map_or(0, |i| i.endpoints().len());
@@ -533,9 +538,9 @@ fn write_inventory(path: &Path, inv: &Inventory) -> anyhow::Result<()> {
 
 /// The sink thread of `run`.
 struct SinkLoop<'a> {
-    rx: Receiver<Batch<Facts>>,
+    rx: Receiver<Batch<Work>>,
     sink: Sink,
-    merger: Merger<Facts>,
+    merger: Merger<Work>,
     telemetry: &'a Telemetry,
     view: SharedView,
     reload: &'a ReloadSlot,

@@ -17,23 +17,16 @@ use apiscope_capture::engine::MemoryUse;
 use apiscope_capture::{Counters, Duration, Timestamp};
 use apiscope_detector::Detector;
 use apiscope_http::HttpStats;
-use apiscope_inventory::inventory::{CallFacts, Inventory};
+use apiscope_inventory::inventory::Inventory;
+use apiscope_inventory::keyed::KeyedHasher;
 use apiscope_inventory::spec::SpecSet;
 use apiscope_inventory::store::Store;
 use apiscope_publish::{Publisher, Topic};
 use serde_json::Value;
 
 use crate::calls::{self, Released};
+use crate::pipeline::{self, Work};
 use crate::view::{Metric, MetricKind, View};
-
-/// What the inventory needs of a call, extracted on the worker.
-pub type Facts = CallFacts;
-
-impl crate::calls::Weigh for CallFacts {
-    fn weigh(&self) -> usize {
-        std::mem::size_of::<CallFacts>() + self.heap_size()
-    }
-}
 
 /// Where the detector's state lives in the state store's blobs.
 pub const DETECTOR_NS: &str = "detector";
@@ -53,7 +46,11 @@ pub struct Sink {
     out: Option<Box<dyn Write + Send>>,
     buf: Vec<u8>,
     pub inventory: Option<Inventory>,
+    /// Keys the principal hashes in the calls' facts (the state directory's secret, if any).
+    hasher: KeyedHasher,
     pub detector: Option<Detector>,
+    /// Where a call as parsed is prepared (its line before the endpoint is spliced in).
+    scratch: Vec<u8>,
     /// Next capture time at which the detector's time-driven checks run.
     next_tick: Option<Timestamp>,
     store: Option<Store>,
@@ -80,6 +77,7 @@ impl Sink {
     pub fn new(
         out: Option<Box<dyn Write + Send>>,
         inventory: Option<Inventory>,
+        hasher: KeyedHasher,
         detector: Option<Detector>,
         store: Option<Store>,
         publisher: Option<Publisher>,
@@ -89,7 +87,9 @@ impl Sink {
             out,
             buf: Vec::with_capacity(1 << 17),
             inventory,
+            hasher,
             detector,
+            scratch: Vec::new(),
             next_tick: None,
             store,
             publisher,
@@ -151,14 +151,75 @@ impl Sink {
         Ok(())
     }
 
-    pub fn call(&mut self, r: Released<'_, Facts>) -> anyhow::Result<()> {
-        let ts = r.key.0;
+    /// Whether calls are written as lines: to the calls file, or to the calls topic. Workers
+    /// that prepare calls ([`Pipeline::prepare_batch`](crate::pipeline::Pipeline)) write them
+    /// when this says so.
+    pub fn writes_lines(&self) -> bool {
+        self.out.is_some()
+            || self
+                .publisher
+                .as_ref()
+                .is_some_and(|p| p.wants(Topic::Calls))
+    }
+
+    pub fn call(&mut self, r: Released<'_, Work>) -> anyhow::Result<()> {
+        let Released {
+            key,
+            head,
+            tail,
+            value,
+        } = r;
+        let ts = key.0;
         self.last_ts = self.last_ts.max(ts);
-        let mut facts = r.facts;
+        let want_call = self
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.wants(Topic::Calls));
+        let write = self.out.is_some() || want_call;
+        // A call as parsed is prepared here, as its worker would have.
+        let (head, tail, mut facts) = match value {
+            Work::Parsed(mut call) => {
+                self.scratch.clear();
+                let inventory = self.inventory.is_some();
+                let (at, facts) = pipeline::prepare(
+                    &mut self.scratch,
+                    &key,
+                    &mut call,
+                    write,
+                    inventory,
+                    &self.hasher,
+                );
+                let (head, tail) = self.scratch.split_at(at.unwrap_or(0));
+                (head, tail, facts)
+            }
+            Work::Prepared(facts) => (head, tail, facts),
+        };
+        debug_assert!(
+            !write || !head.is_empty(),
+            "a prepared call without its line"
+        );
         let label = match (self.inventory.as_mut(), facts.as_mut()) {
-            (Some(inv), Some(f)) => inv.observe(f).map(str::to_owned),
+            (Some(inv), Some(f)) => inv.observe(f),
             _ => None,
         };
+        let start = self.buf.len();
+        if write {
+            self.buf.extend_from_slice(head);
+            calls::json_opt_str(&mut self.buf, label);
+            self.buf.extend_from_slice(tail);
+        }
+        if want_call {
+            let line = &self.buf[start..self.buf.len() - 1];
+            let key = label.unwrap_or("");
+            if let Err(e) =
+                self.publisher
+                    .as_mut()
+                    .expect("wanted")
+                    .publish_json(Topic::Calls, key, line)
+            {
+                self.publish_failed(e);
+            }
+        }
         if let (Some(det), Some(inv), Some(f)) = (
             self.detector.as_mut(),
             self.inventory.as_ref(),
@@ -170,29 +231,6 @@ impl Sink {
                 det.tick(ts, inv);
                 self.next_tick = Some(ts.saturating_add(Duration::from_secs(1)));
                 self.publish_findings()?;
-            }
-        }
-        let label = label.as_deref();
-        let start = self.buf.len();
-        let want_call = self
-            .publisher
-            .as_ref()
-            .is_some_and(|p| p.wants(Topic::Calls));
-        if self.out.is_some() || want_call {
-            self.buf.extend_from_slice(r.head);
-            calls::json_opt_str(&mut self.buf, label);
-            self.buf.extend_from_slice(r.tail);
-        }
-        if want_call && !r.head.is_empty() {
-            let line = &self.buf[start..self.buf.len().saturating_sub(1)];
-            let key = label.unwrap_or("");
-            if let Err(e) =
-                self.publisher
-                    .as_mut()
-                    .expect("wanted")
-                    .publish_json(Topic::Calls, key, line)
-            {
-                self.publish_failed(e);
             }
         }
         match self.out.as_mut() {
@@ -626,7 +664,7 @@ impl Sink {
         );
         m.gauge(
             "apiscope_calls_held_bytes",
-            "Bytes of those calls, lines and facts (bounded by output.reorder_max_bytes).",
+            "Bytes of those calls as parsed, heads and body samples (bounded by output.reorder_max_bytes).",
             live.calls_held_bytes as f64,
         );
         if let Some(inv) = &self.inventory {

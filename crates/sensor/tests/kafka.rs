@@ -81,6 +81,51 @@ fn findings_and_inventory_reach_kafka_keyed_by_id() {
 }
 
 #[test]
+fn calls_reach_kafka_without_a_calls_file() {
+    // `publish.calls_enabled` alone publishes every call; it once needed `--calls` too.
+    let tansu = need_tansu!();
+    let broker = common::Broker::start(&tansu);
+    let dir = common::TempDir::new("sensor-kafka-calls");
+    let cfg = dir.path().join("calls.toml");
+    std::fs::write(&cfg, "[publish]\ncalls_enabled = true\n").unwrap();
+    let out = replay(&[
+        "--kafka",
+        &broker.bootstrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = replay(&["--calls", "-"]);
+    assert!(lines.status.success());
+    let want: BTreeSet<String> = String::from_utf8(lines.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(want.len(), 122, "the demo holds 122 calls");
+    let got = common::consume(
+        &broker.bootstrap(),
+        "apiscope.calls",
+        want.len(),
+        Duration::from_secs(8),
+    );
+    assert_eq!(got.len(), want.len());
+    for (key, value) in &got {
+        let v: serde_json::Value = serde_json::from_slice(value).unwrap();
+        assert_eq!(v["endpoint"].as_str(), Some(key.as_str()));
+    }
+    let got: BTreeSet<String> = got
+        .into_iter()
+        .map(|(_, v)| String::from_utf8(v).unwrap())
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
 fn records_wait_in_the_spool_while_the_broker_is_away() {
     let tansu = need_tansu!();
     let port = common::free_port();

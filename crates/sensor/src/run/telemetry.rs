@@ -141,8 +141,9 @@ pub struct Telemetry {
     pub workers: Vec<WorkerStats>,
     /// Batches a worker's queue holds.
     pub queue_capacity: u64,
-    /// Call batches waiting for the sink thread, and how many its queue holds.
-    pub sink_depth: AtomicI64,
+    /// Call batches waiting for the sink thread (shared with the workers' pipelines, which
+    /// prepare calls themselves while one waits), and how many its queue holds.
+    pub sink_depth: crate::pipeline::SinkDepth,
     pub sink_capacity: u64,
     pub reloads: AtomicU64,
     pub reload_errors: AtomicU64,
@@ -161,7 +162,7 @@ impl Telemetry {
             sources: sources.into_iter().map(SourceStats::new).collect(),
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
             queue_capacity: queue_capacity as u64,
-            sink_depth: AtomicI64::new(0),
+            sink_depth: std::sync::Arc::new(AtomicI64::new(0)),
             sink_capacity: sink_capacity as u64,
             reloads: AtomicU64::new(0),
             reload_errors: AtomicU64::new(0),

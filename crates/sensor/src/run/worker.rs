@@ -19,8 +19,7 @@ use apiscope_capture::{Duration, Engine, Timestamp};
 use super::capture::Frames;
 use super::telemetry::{Telemetry, WorkerSnapshot};
 use crate::calls::Batch;
-use crate::pipeline::{Pipeline, BATCH};
-use crate::sink::Facts;
+use crate::pipeline::{Pipeline, Work, BATCH};
 
 /// A worker's settings.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +41,7 @@ pub fn worker(
     index: usize,
     mut engine: Engine<Pipeline>,
     rx: Receiver<Frames>,
-    tx: SyncSender<Batch<Facts>>,
+    tx: SyncSender<Batch<Work>>,
     t: WorkerTiming,
     telemetry: Arc<Telemetry>,
 ) {
@@ -74,7 +73,7 @@ pub fn worker(
                     engine.process(f.ts, f.link, frames.bytes(f), f.wire_len);
                 }
                 busy = true;
-                if engine.handler().lines.len() >= BATCH {
+                if engine.handler().batch.len() >= BATCH {
                     send(&mut engine, false);
                 }
             }
