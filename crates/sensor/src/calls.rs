@@ -28,7 +28,14 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
+    // Most strings need no escape: find the next byte that does with a table.
+    while let Some(off) = b[start..]
+        .iter()
+        .position(|&c| NEEDS_ESCAPE[usize::from(c)])
+    {
+        let i = start + off;
+        out.extend_from_slice(&b[start..i]);
+        let c = b[i];
         let esc: &[u8] = match c {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -37,10 +44,8 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
-        out.extend_from_slice(&b[start..i]);
         if esc.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(b"\\u00");
@@ -54,6 +59,19 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&b[start..]);
     out.push(b'"');
 }
+
+/// Bytes a JSON string must escape: the quote, the backslash and the control characters.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
 
 pub fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
@@ -218,7 +236,8 @@ pub fn write_tail(out: &mut Vec<u8>, call: &Call, key: &Key) {
 #[derive(Debug)]
 pub struct Item<T> {
     pub key: Key,
-    pub value: T,
+    /// Taken when the merger releases it.
+    pub value: Option<T>,
     /// Where its line is in the batch's bytes (start, endpoint value, end), when the worker
     /// wrote it; all equal otherwise.
     pub line: (u32, u32, u32),
@@ -267,7 +286,7 @@ impl<T: Weigh> Batch<T> {
         let end = self.end();
         self.items.push(Item {
             key,
-            value,
+            value: Some(value),
             line: (end, end, end),
             weight,
         });
@@ -289,7 +308,7 @@ impl<T: Weigh> Batch<T> {
         let weight = value.weigh() + (end - start) as usize;
         self.items.push(Item {
             key,
-            value,
+            value: Some(value),
             line: (start, at, end),
             weight,
         });
@@ -319,16 +338,12 @@ pub trait Weigh {
     fn weigh(&self) -> usize;
 }
 
-/// A held call in its batch: where its line is in the batch's bytes, the call, its weight.
-type SlotItem<T> = ((u32, u32, u32), T, usize);
-
 /// One batch whose calls are not all released: its calls (each taken when released) and
-/// their keys, and their order by key, released from `next` on.
+/// their order by key, released from `next` on.
 #[derive(Debug)]
 struct Slot<T> {
     bytes: Vec<u8>,
-    items: Vec<Option<SlotItem<T>>>,
-    keys: Vec<Key>,
+    items: Vec<Item<T>>,
     order: Vec<u32>,
     next: usize,
 }
@@ -336,7 +351,7 @@ struct Slot<T> {
 impl<T> Slot<T> {
     fn next_key(&self) -> Option<Key> {
         let &i = self.order.get(self.next)?;
-        Some(self.keys[i as usize])
+        Some(self.items[i as usize].key)
     }
 }
 
@@ -363,8 +378,8 @@ pub struct Merger<T> {
     pub out_of_order: u64,
 }
 
-/// What the merger counts per held call besides the call itself: its key, its place in
-/// its batch's order.
+/// What the merger counts per held call besides the call and its line: its place in its
+/// batch's order.
 const HELD_OVERHEAD: usize = std::mem::size_of::<Key>() + std::mem::size_of::<u32>();
 
 impl<T: Weigh> Merger<T> {
@@ -400,20 +415,13 @@ impl<T: Weigh> Merger<T> {
         self.marks[b.worker] = b.watermark;
         if !b.items.is_empty() {
             let n = b.items.len();
-            let mut items = Vec::with_capacity(n);
-            let mut keys = Vec::with_capacity(n);
-            for it in b.items {
-                let weight = it.weight + HELD_OVERHEAD;
-                self.held_bytes += weight;
-                keys.push(it.key);
-                items.push(Some((it.line, it.value, weight)));
-            }
+            self.held_bytes +=
+                b.items.iter().map(|it| it.weight).sum::<usize>() + n * HELD_OVERHEAD;
             let mut order: Vec<u32> = (0..n as u32).collect();
-            order.sort_unstable_by_key(|&i| keys[i as usize]);
+            order.sort_unstable_by_key(|&i| b.items[i as usize].key);
             let slot = Slot {
                 bytes: b.bytes,
-                items,
-                keys,
+                items: b.items,
                 order,
                 next: 0,
             };
@@ -465,11 +473,11 @@ impl<T: Weigh> Merger<T> {
         self.last = Some(key);
         self.held -= 1;
         let s = &mut self.slots[slot as usize];
-        let idx = s.order[s.next] as usize;
+        let it = &mut s.items[s.order[s.next] as usize];
         s.next += 1;
-        let ((start, at, end), value, weight) =
-            s.items[idx].take().expect("a held call is released once");
-        self.held_bytes -= weight;
+        let value = it.value.take().expect("a held call is released once");
+        let (start, at, end) = it.line;
+        self.held_bytes -= it.weight + HELD_OVERHEAD;
         let r = sink(Released {
             key,
             head: &s.bytes[start as usize..at as usize],
@@ -482,7 +490,6 @@ impl<T: Weigh> Merger<T> {
                 *s = Slot {
                     bytes: Vec::new(),
                     items: Vec::new(),
-                    keys: Vec::new(),
                     order: Vec::new(),
                     next: 0,
                 };

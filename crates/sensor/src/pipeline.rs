@@ -439,11 +439,15 @@ pub fn prepare(
         calls::write_tail(out, call, key);
         at
     });
-    let facts = inventory.then(|| {
-        let sample = call.bodies_kept;
-        CallFacts::extract(call, key.1, key.2, sample, hasher)
-    });
+    let facts = inventory.then(|| facts_of(call, key, hasher));
     (at, facts)
+}
+
+/// What the inventory needs of `call` (whose sort key is `key`), taking its method, target
+/// and sampled bodies: after its line's head is written.
+pub fn facts_of(call: &mut Call, key: &calls::Key, hasher: &KeyedHasher) -> CallFacts {
+    let sample = call.bodies_kept;
+    CallFacts::extract(call, key.1, key.2, sample, hasher)
 }
 
 /// Where a worker's connections put their finished calls; it also decides, as each request

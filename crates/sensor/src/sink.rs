@@ -49,8 +49,6 @@ pub struct Sink {
     /// Keys the principal hashes in the calls' facts (the state directory's secret, if any).
     hasher: KeyedHasher,
     pub detector: Option<Detector>,
-    /// Where a call as parsed is prepared (its line before the endpoint is spliced in).
-    scratch: Vec<u8>,
     /// Next capture time at which the detector's time-driven checks run.
     next_tick: Option<Timestamp>,
     store: Option<Store>,
@@ -89,7 +87,6 @@ impl Sink {
             inventory,
             hasher,
             detector,
-            scratch: Vec::new(),
             next_tick: None,
             store,
             publisher,
@@ -176,37 +173,40 @@ impl Sink {
             .as_ref()
             .is_some_and(|p| p.wants(Topic::Calls));
         let write = self.out.is_some() || want_call;
-        // A call as parsed is prepared here, as its worker would have.
-        let (head, tail, mut facts) = match value {
+        let start = self.buf.len();
+        // A call as parsed is prepared here, as its worker would have (`pipeline::prepare`),
+        // but straight into the output: its line's head, its facts, and after the label its
+        // line's tail, which reads nothing the facts took.
+        let (mut facts, call) = match value {
             Work::Parsed(mut call) => {
-                self.scratch.clear();
-                let inventory = self.inventory.is_some();
-                let (at, facts) = pipeline::prepare(
-                    &mut self.scratch,
-                    &key,
-                    &mut call,
-                    write,
-                    inventory,
-                    &self.hasher,
-                );
-                let (head, tail) = self.scratch.split_at(at.unwrap_or(0));
-                (head, tail, facts)
+                if write {
+                    calls::write_head(&mut self.buf, &call, &key);
+                }
+                let facts = self
+                    .inventory
+                    .is_some()
+                    .then(|| pipeline::facts_of(&mut call, &key, &self.hasher));
+                (facts, Some(call))
             }
-            Work::Prepared(facts) => (head, tail, facts),
+            Work::Prepared(facts) => {
+                debug_assert!(
+                    !write || !head.is_empty(),
+                    "a prepared call without its line"
+                );
+                self.buf.extend_from_slice(head);
+                (facts, None)
+            }
         };
-        debug_assert!(
-            !write || !head.is_empty(),
-            "a prepared call without its line"
-        );
         let label = match (self.inventory.as_mut(), facts.as_mut()) {
             (Some(inv), Some(f)) => inv.observe(f),
             _ => None,
         };
-        let start = self.buf.len();
         if write {
-            self.buf.extend_from_slice(head);
             calls::json_opt_str(&mut self.buf, label);
-            self.buf.extend_from_slice(tail);
+            match &call {
+                Some(call) => calls::write_tail(&mut self.buf, call, &key),
+                None => self.buf.extend_from_slice(tail),
+            }
         }
         if want_call {
             let line = &self.buf[start..self.buf.len() - 1];
