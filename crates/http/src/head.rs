@@ -404,21 +404,7 @@ impl<T> Scan<T> {
 }
 
 pub(crate) fn find_lf(buf: &[u8], from: usize) -> Option<usize> {
-    let hay = buf.get(from..)?;
-    // 16 bytes at a time: the non-short-circuiting fold compiles to one vector compare.
-    let mut chunks = hay.chunks_exact(16);
-    let mut at = from;
-    for c in chunks.by_ref() {
-        if c.iter().fold(false, |any, b| any | (*b == b'\n')) {
-            return c.iter().position(|b| *b == b'\n').map(|i| at + i);
-        }
-        at += 16;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|b| *b == b'\n')
-        .map(|i| at + i)
+    memchr::memchr(b'\n', buf.get(from..)?).map(|i| from + i)
 }
 
 /// Finds the empty line that ends a head, searching from `from` (a position the caller
