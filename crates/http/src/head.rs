@@ -463,15 +463,6 @@ pub(crate) struct RespHead {
 
 const STACK_HEADERS: usize = 128;
 
-fn own_headers(hs: &[httparse::Header<'_>]) -> Headers {
-    let bytes = hs.iter().map(|h| h.name.len() + h.value.len()).sum();
-    let mut out = Headers::with_capacity(hs.len(), bytes);
-    for h in hs {
-        out.push(h.name, h.value);
-    }
-    out
-}
-
 /// Runs `f` with `max_headers` uninitialised header slots (httparse fills those it uses):
 /// on the stack when they fit, else on the heap (only for configurations above
 /// `STACK_HEADERS`). Uninitialised, so that each head does not first clear 4 KiB of slots.
@@ -511,7 +502,7 @@ pub(crate) fn parse_request_head(
                     method: req.method.unwrap_or_default().to_string(),
                     target: req.path.unwrap_or_default().to_string(),
                     version: version_of(req.version),
-                    headers: own_headers(req.headers),
+                    headers: Headers::from_parsed(buf, req.headers),
                 },
                 false,
             )),
@@ -536,7 +527,7 @@ pub(crate) fn parse_response_head(
                     status: resp.code.unwrap_or_default(),
                     reason: resp.reason.unwrap_or_default().to_string(),
                     version: version_of(resp.version),
-                    headers: own_headers(resp.headers),
+                    headers: Headers::from_parsed(buf, resp.headers),
                 },
                 false,
             )),
@@ -560,7 +551,9 @@ pub(crate) fn parse_header_block(
         &mut heap
     };
     match httparse::parse_headers(buf, hs) {
-        Ok(httparse::Status::Complete((_, parsed))) => Ok((own_headers(parsed), false)),
+        Ok(httparse::Status::Complete((_, parsed))) => {
+            Ok((Headers::from_parsed(buf, parsed), false))
+        }
         Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
         _ => {
             let mut lines = Lines(buf);

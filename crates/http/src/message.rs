@@ -50,51 +50,97 @@ impl fmt::Debug for Header<'_> {
     }
 }
 
-/// The header fields of a message, in order. Names and values are kept back to back in two
-/// buffers, so a message's fields cost three allocations, not two each: fewer allocations
-/// on the worker that parses them, and fewer frees on the thread that drops the call.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// The header fields of a message, in order. A parsed head is copied once, whole, and its
+/// fields are spans of that copy: two allocations per message (the text, the spans) and one
+/// copy, not an allocation and a copy per name and per value. Fewer allocations on the worker
+/// that parses heads, and fewer frees on the thread that drops the call.
+#[derive(Clone, Default)]
 pub struct Headers {
-    names: String,
-    values: Vec<u8>,
-    /// Per field, where its name ends in `names` and its value ends in `values`; each
-    /// starts where the field before it ended.
-    ends: Vec<(u32, u32)>,
+    /// The fields' text: a parsed head's header lines as sent, then any field pushed.
+    text: Vec<u8>,
+    /// Per field: where its name starts and ends, where its value starts and ends, in `text`.
+    fields: Vec<[u32; 4]>,
 }
 
 impl Headers {
     /// Room for `fields` fields with `bytes` bytes of names and values together.
     pub fn with_capacity(fields: usize, bytes: usize) -> Self {
         Headers {
-            names: String::with_capacity(bytes / 4),
-            values: Vec::with_capacity(bytes),
-            ends: Vec::with_capacity(fields),
+            text: Vec::with_capacity(bytes),
+            fields: Vec::with_capacity(fields),
+        }
+    }
+
+    /// The fields httparse found in `head`, whose names and values are slices of `head`:
+    /// the lines holding them are copied once.
+    pub(crate) fn from_parsed(head: &[u8], parsed: &[httparse::Header<'_>]) -> Self {
+        let base = head.as_ptr() as usize;
+        let at = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base);
+        let in_head = |s: &[u8]| at(s) <= head.len() && at(s) + s.len() <= head.len();
+        let (Some(first), Some(last)) = (parsed.first(), parsed.last()) else {
+            return Headers::default();
+        };
+        if !parsed
+            .iter()
+            .all(|h| in_head(h.name.as_bytes()) && in_head(h.value))
+        {
+            // Not slices of `head` (never with httparse): copy field by field.
+            return parsed.iter().map(|h| (h.name, h.value)).collect();
+        }
+        let start = at(first.name.as_bytes());
+        let end = at(last.value) + last.value.len();
+        let mut fields = Vec::with_capacity(parsed.len());
+        for h in parsed {
+            let (n, v) = (at(h.name.as_bytes()) - start, at(h.value) - start);
+            fields.push([
+                offset(n),
+                offset(n + h.name.len()),
+                offset(v),
+                offset(v + h.value.len()),
+            ]);
+        }
+        Headers {
+            text: head[start..end.max(start)].to_vec(),
+            fields,
         }
     }
 
     /// Appends a field.
     pub fn push(&mut self, name: &str, value: &[u8]) {
-        self.names.push_str(name);
-        self.values.extend_from_slice(value);
-        self.ends
-            .push((offset(self.names.len()), offset(self.values.len())));
+        let n = self.text.len();
+        self.text.extend_from_slice(name.as_bytes());
+        let v = self.text.len();
+        self.text.extend_from_slice(value);
+        self.fields
+            .push([offset(n), offset(v), offset(v), offset(self.text.len())]);
     }
 
     /// Appends `more` to the last field's value (obsolete line folding); nothing when there
     /// is no field.
     pub(crate) fn extend_last(&mut self, more: &[u8]) {
-        if let Some(last) = self.ends.last_mut() {
-            self.values.extend_from_slice(more);
-            last.1 = offset(self.values.len());
+        let Some(last) = self.fields.last().copied() else {
+            return;
+        };
+        let [_, _, v, e] = last.map(|o| o as usize);
+        if e != self.text.len() {
+            // The value is not at the end of the text: move a copy there first.
+            self.text.extend_from_within(v..e);
+        }
+        let start = self.text.len() - (e - v);
+        self.text.extend_from_slice(more);
+        let end = self.text.len();
+        if let Some(f) = self.fields.last_mut() {
+            f[2] = offset(start);
+            f[3] = offset(end);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.fields.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.fields.is_empty()
     }
 
     /// The fields in order.
@@ -102,33 +148,42 @@ impl Headers {
         HeaderIter {
             headers: self,
             next: 0,
-            name_start: 0,
-            value_start: 0,
         }
     }
 
     /// The value of the first field named `name` (ASCII case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         // Called many times per message: most fields are passed over on their length alone.
-        let (names, want) = (self.names.as_bytes(), name.as_bytes());
-        let (mut name_start, mut value_start) = (0, 0);
-        for &(name_end, value_end) in &self.ends {
-            let (n, v) = (name_end as usize, value_end as usize);
-            if n - name_start == want.len() && names[name_start..n].eq_ignore_ascii_case(want) {
-                return Some(&self.values[value_start..v]);
-            }
-            (name_start, value_start) = (n, v);
-        }
-        None
+        let want = name.as_bytes();
+        self.fields.iter().find_map(|&[n, ne, v, ve]| {
+            let (n, ne) = (n as usize, ne as usize);
+            (ne - n == want.len() && self.text[n..ne].eq_ignore_ascii_case(want))
+                .then(|| &self.text[v as usize..ve as usize])
+        })
     }
 
     /// Heap bytes held.
     pub fn heap_size(&self) -> usize {
-        self.names.capacity()
-            + self.values.capacity()
-            + self.ends.capacity() * std::mem::size_of::<(u32, u32)>()
+        self.text.capacity() + self.fields.capacity() * std::mem::size_of::<[u32; 4]>()
+    }
+
+    fn field(&self, [n, ne, v, ve]: [u32; 4]) -> Header<'_> {
+        Header {
+            // Names are tokens (httparse checks them) or came in as `&str`.
+            name: std::str::from_utf8(&self.text[n as usize..ne as usize]).unwrap_or(""),
+            value: &self.text[v as usize..ve as usize],
+        }
     }
 }
+
+/// Equal when the fields are, whatever the text around them.
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
 
 fn offset(n: usize) -> u32 {
     // A head is bounded by `max_head_bytes`, far below 4 GiB.
@@ -164,26 +219,19 @@ impl<N: AsRef<str>, V: AsRef<[u8]>> FromIterator<(N, V)> for Headers {
 pub struct HeaderIter<'a> {
     headers: &'a Headers,
     next: usize,
-    name_start: u32,
-    value_start: u32,
 }
 
 impl<'a> Iterator for HeaderIter<'a> {
     type Item = Header<'a>;
 
     fn next(&mut self) -> Option<Header<'a>> {
-        let &(name_end, value_end) = self.headers.ends.get(self.next)?;
-        let h = Header {
-            name: &self.headers.names[self.name_start as usize..name_end as usize],
-            value: &self.headers.values[self.value_start as usize..value_end as usize],
-        };
+        let &f = self.headers.fields.get(self.next)?;
         self.next += 1;
-        (self.name_start, self.value_start) = (name_end, value_end);
-        Some(h)
+        Some(self.headers.field(f))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.headers.ends.len() - self.next;
+        let n = self.headers.fields.len() - self.next;
         (n, Some(n))
     }
 }
@@ -406,7 +454,7 @@ mod tests {
     }
 
     #[test]
-    fn headers_keep_fields_in_order_in_two_buffers() {
+    fn headers_keep_fields_in_order() {
         let mut h = Headers::default();
         assert!(h.is_empty() && h.get("a").is_none());
         h.extend_last(b"ignored");
@@ -427,6 +475,27 @@ mod tests {
         assert_eq!(h, fields.iter().copied().collect::<Headers>());
         assert!(h.heap_size() >= "HostX-Emptyhost".len() + "ab c".len() + 3 * 8);
         assert_eq!(format!("{h:?}"), r#"[Host: "a", X-Empty: "", host: "b c"]"#);
+    }
+
+    #[test]
+    fn parsed_headers_are_spans_of_one_copy_of_the_head() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nAccept:  */* \r\n\r\n";
+        let mut slots = [httparse::EMPTY_HEADER; 8];
+        let mut req = httparse::Request::new(&mut slots);
+        req.parse(head).unwrap();
+        let mut h = Headers::from_parsed(head, req.headers);
+        let want: Headers = [("Host", &b"a"[..]), ("X-Empty", b""), ("Accept", b"*/*")]
+            .into_iter()
+            .collect();
+        assert_eq!(h, want);
+        assert_eq!(h.get("accept"), Some(&b"*/*"[..]));
+        // The header lines, once: from the first name to the last value.
+        assert_eq!(h.text, b"Host: a\r\nX-Empty:\r\nAccept:  */*");
+        h.extend_last(b" x");
+        h.push("Via", b"1.1 p");
+        assert_eq!(h.get("Accept"), Some(&b"*/* x"[..]));
+        assert_eq!(h.get("via"), Some(&b"1.1 p"[..]));
+        assert_eq!(Headers::from_parsed(head, &[]), Headers::default());
     }
 
     #[test]
