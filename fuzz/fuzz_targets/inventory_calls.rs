@@ -63,7 +63,7 @@ fuzz_target!(|input: &[u8]| {
             request: Request {
                 ts,
                 ts_end: ts,
-                method,
+                method: method.into(),
                 target,
                 version: Version::Http11,
                 headers,
@@ -73,7 +73,7 @@ fuzz_target!(|input: &[u8]| {
                 ts,
                 ts_end: ts,
                 status,
-                reason: String::new(),
+                reason: "".into(),
                 version: Version::Http11,
                 headers: [(
                     "Content-Type",

@@ -96,7 +96,7 @@ fn to_call(t_ms: u64, x: &Ex<'_>) -> Call {
         request: Request {
             ts,
             ts_end: ts,
-            method: method.into(),
+            method: method.to_owned().into(),
             target: target.into(),
             version: Version::Http11,
             headers,
@@ -106,7 +106,7 @@ fn to_call(t_ms: u64, x: &Ex<'_>) -> Call {
             ts: Timestamp::from_nanos(ts.as_nanos() + 2_000_000),
             ts_end: ts,
             status: x.status,
-            reason: String::new(),
+            reason: "".into(),
             version: Version::Http11,
             headers: x
                 .resp_type

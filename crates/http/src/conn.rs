@@ -7,6 +7,7 @@
 //! are copied into the direction's buffer, bounded by `max_head_bytes`; everything else is
 //! parsed straight from the caller's slice.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::mem;
 
@@ -1165,7 +1166,9 @@ impl HttpConn {
             Framing::Chunked => BodyAcc::new(cfg, framing.encoding, 0, !info.measure_only),
         };
         let ts_end = ctx.ts_at(end - 1);
-        let head_bytes = head_heap(&head.headers) + head.method.capacity() + head.target.capacity();
+        let head_bytes = head_heap(&head.headers)
+            + crate::message::owned_capacity(&head.method)
+            + head.target.capacity();
         self.sides[d].cur = Some(Box::new(Msg {
             head: MsgHead::Req(head),
             ts,
@@ -1269,7 +1272,7 @@ impl HttpConn {
             flag(&mut anomalies, Anomaly::NonConformingHead, stats);
         }
         let head = ReqHead {
-            method: String::from_utf8_lossy(&input[..method_end]).into_owned(),
+            method: Cow::Owned(String::from_utf8_lossy(&input[..method_end]).into_owned()),
             target: String::from_utf8_lossy(&input[method_end + 1..target_end]).into_owned(),
             version: Version::Http09,
             headers,
@@ -1292,7 +1295,9 @@ impl HttpConn {
         }
         let id = self.push_txn(cfg, ts, info, true, out, stats);
         let ts_end = ctx.ts_at(consumed.saturating_sub(1));
-        let head_bytes = head_heap(&head.headers) + head.method.capacity() + head.target.capacity();
+        let head_bytes = head_heap(&head.headers)
+            + crate::message::owned_capacity(&head.method)
+            + head.target.capacity();
         self.sides[d].cur = Some(Box::new(Msg {
             head: MsgHead::Req(head),
             ts,
@@ -1449,7 +1454,7 @@ impl HttpConn {
             }
         };
         let interim = mem::take(&mut self.sides[d].interim);
-        let head_bytes = head_heap(&head.headers) + head.reason.capacity();
+        let head_bytes = head_heap(&head.headers) + crate::message::owned_capacity(&head.reason);
         self.sides[d].cur = Some(Box::new(Msg {
             head: MsgHead::Resp { head, interim },
             ts,
@@ -1482,7 +1487,7 @@ impl HttpConn {
             head: MsgHead::Resp {
                 head: RespHead {
                     status: 0,
-                    reason: String::new(),
+                    reason: "".into(),
                     version: Version::Http09,
                     headers: Headers::default(),
                 },

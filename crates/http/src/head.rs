@@ -1,6 +1,7 @@
 //! Byte-level recognisers: message starts (for content detection and resynchronisation),
 //! head boundaries, head parsing (httparse, with a lenient fallback), and framing analysis.
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 use crate::anomaly::{Anomalies, Anomaly};
@@ -447,7 +448,7 @@ impl HeadError {
 
 #[derive(Debug)]
 pub(crate) struct ReqHead {
-    pub method: String,
+    pub method: Cow<'static, str>,
     pub target: String,
     pub version: Version,
     pub headers: Headers,
@@ -456,12 +457,53 @@ pub(crate) struct ReqHead {
 #[derive(Debug)]
 pub(crate) struct RespHead {
     pub status: u16,
-    pub reason: String,
+    pub reason: Cow<'static, str>,
     pub version: Version,
     pub headers: Headers,
 }
 
 const STACK_HEADERS: usize = 128;
+
+/// Methods common enough that a request's is borrowed rather than copied (as sent: a
+/// lower-case `get` is copied).
+const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+
+fn method_name(m: &str) -> Cow<'static, str> {
+    match METHODS.iter().find(|k| **k == m) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(m.to_owned()),
+    }
+}
+
+/// Reason phrases common enough that a response's is borrowed rather than copied.
+const REASONS: &[&str] = &[
+    "OK",
+    "Created",
+    "Accepted",
+    "No Content",
+    "Moved Permanently",
+    "Found",
+    "Not Modified",
+    "Bad Request",
+    "Unauthorized",
+    "Forbidden",
+    "Not Found",
+    "Method Not Allowed",
+    "Conflict",
+    "Unprocessable Entity",
+    "Too Many Requests",
+    "Internal Server Error",
+    "Bad Gateway",
+    "Service Unavailable",
+    "Gateway Timeout",
+];
+
+fn reason_phrase(r: &str) -> Cow<'static, str> {
+    match REASONS.iter().find(|k| **k == r) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(r.to_owned()),
+    }
+}
 
 /// Runs `f` with `max_headers` uninitialised header slots (httparse fills those it uses):
 /// on the stack when they fit, else on the heap (only for configurations above
@@ -499,7 +541,7 @@ pub(crate) fn parse_request_head(
         {
             Ok(httparse::Status::Complete(_)) => Ok((
                 ReqHead {
-                    method: req.method.unwrap_or_default().to_string(),
+                    method: method_name(req.method.unwrap_or_default()),
                     target: req.path.unwrap_or_default().to_string(),
                     version: version_of(req.version),
                     headers: Headers::from_parsed(buf, req.headers),
@@ -525,7 +567,7 @@ pub(crate) fn parse_response_head(
             Ok(httparse::Status::Complete(_)) => Ok((
                 RespHead {
                     status: resp.code.unwrap_or_default(),
-                    reason: resp.reason.unwrap_or_default().to_string(),
+                    reason: reason_phrase(resp.reason.unwrap_or_default()),
                     version: version_of(resp.version),
                     headers: Headers::from_parsed(buf, resp.headers),
                 },
@@ -660,7 +702,7 @@ fn lenient_request(buf: &[u8], max_headers: usize) -> Result<ReqHead, HeadError>
     let (method, target, version) = lenient_request_line(line).ok_or(HeadError::Unparseable)?;
     let headers = lenient_headers(&mut lines, max_headers)?;
     Ok(ReqHead {
-        method: String::from_utf8_lossy(method).into_owned(),
+        method: Cow::Owned(String::from_utf8_lossy(method).into_owned()),
         target: String::from_utf8_lossy(target).into_owned(),
         version,
         headers,
@@ -680,7 +722,7 @@ fn lenient_response(buf: &[u8], max_headers: usize) -> Result<RespHead, HeadErro
     let headers = lenient_headers(&mut lines, max_headers)?;
     Ok(RespHead {
         status,
-        reason: String::from_utf8_lossy(reason).into_owned(),
+        reason: Cow::Owned(String::from_utf8_lossy(reason).into_owned()),
         version,
         headers,
     })
@@ -1036,6 +1078,20 @@ mod tests {
 
     fn hdrs(list: &[(&str, &[u8])]) -> Headers {
         list.iter().copied().collect()
+    }
+
+    #[test]
+    fn usual_methods_and_reasons_are_borrowed_others_kept_as_sent() {
+        let (h, _) = parse_request_head(b"GET / HTTP/1.1\r\n\r\n", 8).unwrap();
+        assert!(matches!(h.method, Cow::Borrowed("GET")));
+        let (h, _) = parse_request_head(b"get / HTTP/1.1\r\n\r\n", 8).unwrap();
+        assert!(matches!(&h.method, Cow::Owned(m) if m == "get"));
+        let (h, _) = parse_request_head(b"PROPFIND / HTTP/1.1\r\n\r\n", 8).unwrap();
+        assert_eq!(h.method, "PROPFIND");
+        let (h, _) = parse_response_head(b"HTTP/1.1 404 Not Found\r\n\r\n", 8).unwrap();
+        assert!(matches!(h.reason, Cow::Borrowed("Not Found")));
+        let (h, _) = parse_response_head(b"HTTP/1.1 200 Okay\r\n\r\n", 8).unwrap();
+        assert!(matches!(&h.reason, Cow::Owned(r) if r == "Okay"));
     }
 
     fn first(h: &Headers) -> crate::message::Header<'_> {

@@ -1,5 +1,6 @@
 //! The owned values a connection produces: [`Call`], [`Request`], [`Response`], [`Body`].
 
+use std::borrow::Cow;
 use std::fmt;
 
 use apiscope_capture::Timestamp;
@@ -185,6 +186,15 @@ impl PartialEq for Headers {
 
 impl Eq for Headers {}
 
+/// Heap bytes of a string that may be borrowed.
+#[allow(clippy::ptr_arg)] // whether it is borrowed is the question
+pub(crate) fn owned_capacity(s: &Cow<'static, str>) -> usize {
+    match s {
+        Cow::Owned(s) => s.capacity(),
+        Cow::Borrowed(_) => 0,
+    }
+}
+
 fn offset(n: usize) -> u32 {
     // A head is bounded by `max_head_bytes`, far below 4 GiB.
     u32::try_from(n).expect("header fields stay under 4 GiB")
@@ -277,8 +287,8 @@ pub struct Request {
     pub ts: Timestamp,
     /// Capture time of the packet holding its last byte.
     pub ts_end: Timestamp,
-    /// The method exactly as sent (case preserved, any token).
-    pub method: String,
+    /// The method exactly as sent (case preserved, any token); the usual ones are not copied.
+    pub method: Cow<'static, str>,
     /// The request-target exactly as sent (a target that is not UTF-8 is converted lossily,
     /// and the call carries `NonConformingHead`).
     pub target: String,
@@ -298,7 +308,8 @@ pub struct Response {
     pub ts: Timestamp,
     pub ts_end: Timestamp,
     pub status: u16,
-    pub reason: String,
+    /// The reason phrase as sent; the usual ones are not copied.
+    pub reason: Cow<'static, str>,
     pub version: Version,
     pub headers: Headers,
     pub body: Body,
@@ -416,7 +427,7 @@ impl Request {
     }
 
     pub(crate) fn heap_size(&self) -> usize {
-        self.method.capacity()
+        owned_capacity(&self.method)
             + self.target.capacity()
             + self.headers.heap_size()
             + self.body.heap_size()
@@ -430,7 +441,7 @@ impl Response {
     }
 
     pub(crate) fn heap_size(&self) -> usize {
-        self.reason.capacity()
+        owned_capacity(&self.reason)
             + self.headers.heap_size()
             + self.body.heap_size()
             + self.interim.capacity() * 2

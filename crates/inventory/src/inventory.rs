@@ -187,7 +187,7 @@ pub struct CallFacts {
     pub latency_us: Option<u64>,
     pub client: IpAddr,
     pub host: String,
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// The request-target as sent (path and query).
     pub target: String,
     /// Length of the path part of `target` (up to `?`), after `path_start`.
@@ -215,7 +215,10 @@ impl CallFacts {
     /// Heap bytes held (the strings and the body prefixes), for bounds on calls in flight.
     pub fn heap_size(&self) -> usize {
         self.host.capacity()
-            + self.method.capacity()
+            + match &self.method {
+                Cow::Owned(m) => m.capacity(),
+                Cow::Borrowed(_) => 0,
+            }
             + self.target.capacity()
             + self.boundary.as_ref().map_or(0, String::capacity)
             + self.body.as_ref().map_or(0, |b| {
@@ -271,7 +274,7 @@ impl CallFacts {
             latency_us: resp.map(|r| r.ts.saturating_since(req.ts).as_micros()),
             client: client.ip,
             host,
-            method: String::new(),
+            method: Cow::Borrowed(""),
             target: String::new(),
             path_start: path_start as u32,
             path_end: path_end as u32,
@@ -1701,7 +1704,7 @@ mod tests {
             request: Request {
                 ts,
                 ts_end: ts,
-                method: method.into(),
+                method: method.to_owned().into(),
                 target: target.into(),
                 version: Version::Http11,
                 headers: headers.iter().copied().collect(),
@@ -1711,7 +1714,7 @@ mod tests {
                 ts: Timestamp::from_nanos(ts.as_nanos() + 2_000_000),
                 ts_end: ts,
                 status,
-                reason: String::new(),
+                reason: "".into(),
                 version: Version::Http11,
                 headers: resp_type.map(|t| ("Content-Type", t)).into_iter().collect(),
                 body: body(resp_body),

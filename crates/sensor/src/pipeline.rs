@@ -54,7 +54,10 @@ impl CallSummary {
             .response
             .as_ref()
             .map_or(0, |r| usize::from(r.status / 100).min(5));
-        let key = (call.request.method.clone(), call.request.path().to_owned());
+        let key = (
+            call.request.method.to_string(),
+            call.request.path().to_owned(),
+        );
         if self.by_path.len() >= MAX_REPORT_PATHS && !self.by_path.contains_key(&key) {
             self.other += 1;
             return;

@@ -202,7 +202,7 @@ pub fn summary(calls: &[Call]) -> Vec<(String, String, Option<u16>)> {
         .iter()
         .map(|c| {
             (
-                c.request.method.clone(),
+                c.request.method.to_string(),
                 c.request.target.clone(),
                 c.response.as_ref().map(|r| r.status),
             )
