@@ -622,6 +622,13 @@ impl<'a> Iterator for Lines<'a> {
     }
 }
 
+fn trim_ows_end(mut b: &[u8]) -> &[u8] {
+    while let [rest @ .., b' ' | b'\t'] = b {
+        b = rest;
+    }
+    b
+}
+
 fn trim_ows(mut b: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = b {
         b = rest;
@@ -818,10 +825,10 @@ pub(crate) fn analyse_framing(
     let mut elements = 0usize;
     let mut chunked_at: Vec<usize> = Vec::new();
     let mut transfer_codings = Vec::new();
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("content-length") {
+    for (name, value) in headers.iter_bytes() {
+        if name.eq_ignore_ascii_case(b"content-length") {
             cl_present = true;
-            for elem in h.value.split(|b| *b == b',') {
+            for elem in value.split(|b| *b == b',') {
                 match parse_decimal(trim_ows(elem)) {
                     Some(v) => match out.content_length {
                         None => out.content_length = Some(v),
@@ -831,8 +838,8 @@ pub(crate) fn analyse_framing(
                     None => cl_invalid = true,
                 }
             }
-        } else if h.name.eq_ignore_ascii_case("content-encoding") {
-            for raw in h.value.split(|b| *b == b',') {
+        } else if name.eq_ignore_ascii_case(b"content-encoding") {
+            for raw in value.split(|b| *b == b',') {
                 // Trimmed like a lenient client would (VT and FF too), so the body is decoded
                 // as the browser would decode it.
                 let name = lower_lossy(trim_lenient(raw));
@@ -840,13 +847,12 @@ pub(crate) fn analyse_framing(
                     out.encoding.push(name);
                 }
             }
-        } else if h.name.len() >= "transfer-encoding".len()
-            && h.name
-                .trim_end_matches([' ', '\t'])
-                .eq_ignore_ascii_case("transfer-encoding")
+        } else if name.len() >= b"transfer-encoding".len()
+            && trim_ows_end(name).eq_ignore_ascii_case(b"transfer-encoding")
         {
             transfer_encoding(
-                h,
+                name,
+                value,
                 &mut out,
                 &mut obfuscated,
                 &mut elements,
@@ -881,7 +887,8 @@ pub(crate) fn analyse_framing(
 
 /// One `Transfer-Encoding` field, for [`analyse_framing`].
 fn transfer_encoding(
-    h: crate::message::Header<'_>,
+    name: &[u8],
+    value: &[u8],
     out: &mut FramingHeaders,
     obfuscated: &mut bool,
     elements: &mut usize,
@@ -891,10 +898,10 @@ fn transfer_encoding(
     out.te_present = true;
     // `Transfer-Encoding : chunked`: whitespace before the colon (kept by the lenient parser
     // on this header only) is a classic obfuscation.
-    if h.name.len() != "transfer-encoding".len() {
+    if name.len() != b"transfer-encoding".len() {
         *obfuscated = true;
     }
-    for raw in h.value.split(|b| *b == b',') {
+    for raw in value.split(|b| *b == b',') {
         let strict = trim_ows(raw);
         let lenient = lower_lossy(trim_lenient(raw));
         // Coding names are case-insensitive (RFC 9112, section 7): `Chunked` is what some

@@ -152,6 +152,16 @@ impl Headers {
         }
     }
 
+    /// The fields in order, names as bytes (no UTF-8 check: for scans on the hot path).
+    pub(crate) fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields.iter().map(|&[n, ne, v, ve]| {
+            (
+                &self.text[n as usize..ne as usize],
+                &self.text[v as usize..ve as usize],
+            )
+        })
+    }
+
     /// The value of the first field named `name` (ASCII case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         // Called many times per message: most fields are passed over on their length alone.
