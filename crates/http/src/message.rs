@@ -52,26 +52,98 @@ impl fmt::Debug for Header<'_> {
 }
 
 /// The header fields of a message, in order. A parsed head is copied once, whole, and its
-/// fields are spans of that copy: two allocations per message (the text, the spans) and one
-/// copy, not an allocation and a copy per name and per value. Fewer allocations on the worker
-/// that parses heads, and fewer frees on the thread that drops the call.
+/// fields are spans of that copy, kept inline for a usual head: one allocation per message
+/// and one copy, not an allocation and a copy per name and per value. Fewer allocations on
+/// the worker that parses heads, and fewer frees on the thread that drops the call.
 #[derive(Clone, Default)]
 pub struct Headers {
     /// The fields' text: a parsed head's header lines as sent, then any field pushed.
     text: Vec<u8>,
-    /// Per field: where its name starts and ends, where its value starts and ends, in `text`.
-    fields: Vec<[u32; 4]>,
+    fields: Spans,
 }
 
-impl Headers {
-    /// Room for `fields` fields with `bytes` bytes of names and values together.
-    pub fn with_capacity(fields: usize, bytes: usize) -> Self {
-        Headers {
-            text: Vec::with_capacity(bytes),
-            fields: Vec::with_capacity(fields),
+/// Per field: where its name starts and ends, where its value starts and ends, in the text.
+/// Inline while there are at most [`INLINE_FIELDS`] and the text is under 64 KiB.
+#[derive(Clone)]
+enum Spans {
+    Inline(u8, [[u16; 4]; INLINE_FIELDS]),
+    Heap(Vec<[u32; 4]>),
+}
+
+/// Fields kept without an allocation: more than most requests and responses have.
+const INLINE_FIELDS: usize = 12;
+
+impl Default for Spans {
+    fn default() -> Self {
+        Spans::Inline(0, [[0; 4]; INLINE_FIELDS])
+    }
+}
+
+impl Spans {
+    fn len(&self) -> usize {
+        match self {
+            Spans::Inline(n, _) => usize::from(*n),
+            Spans::Heap(v) => v.len(),
         }
     }
 
+    fn get(&self, i: usize) -> Option<[usize; 4]> {
+        match self {
+            Spans::Inline(n, a) => (i < usize::from(*n)).then(|| a[i].map(usize::from)),
+            Spans::Heap(v) => v.get(i).map(|s| s.map(|o| o as usize)),
+        }
+    }
+
+    fn push(&mut self, span: [usize; 4]) {
+        if let Spans::Inline(n, a) = self {
+            let small = span.map(|o| u16::try_from(o).ok());
+            if let (true, [Some(w), Some(x), Some(y), Some(z)]) =
+                (usize::from(*n) < INLINE_FIELDS, small)
+            {
+                a[usize::from(*n)] = [w, x, y, z];
+                *n += 1;
+                return;
+            }
+            let spilled = a[..usize::from(*n)]
+                .iter()
+                .map(|s| s.map(u32::from))
+                .collect();
+            *self = Spans::Heap(spilled);
+        }
+        if let Spans::Heap(v) = self {
+            v.push(span.map(offset));
+        }
+    }
+
+    /// Moves the last field's value to `v..ve`.
+    fn set_last_value(&mut self, v: usize, ve: usize) {
+        let Some(i) = self.len().checked_sub(1) else {
+            return;
+        };
+        let [n, ne, _, _] = self.get(i).expect("in range");
+        // Re-pushed, so that offsets past 64 KiB move the spans to the heap.
+        match self {
+            Spans::Inline(len, _) => *len -= 1,
+            Spans::Heap(s) => {
+                s.pop();
+            }
+        }
+        self.push([n, ne, v, ve]);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = [usize; 4]> + '_ {
+        (0..self.len()).map(|i| self.get(i).expect("in range"))
+    }
+
+    fn heap_size(&self) -> usize {
+        match self {
+            Spans::Inline(..) => 0,
+            Spans::Heap(v) => v.capacity() * std::mem::size_of::<[u32; 4]>(),
+        }
+    }
+}
+
+impl Headers {
     /// The fields httparse found in `head`, whose names and values are slices of `head`:
     /// the lines holding them are copied once.
     pub(crate) fn from_parsed(head: &[u8], parsed: &[httparse::Header<'_>]) -> Self {
@@ -90,15 +162,10 @@ impl Headers {
         }
         let start = at(first.name.as_bytes());
         let end = at(last.value) + last.value.len();
-        let mut fields = Vec::with_capacity(parsed.len());
+        let mut fields = Spans::default();
         for h in parsed {
             let (n, v) = (at(h.name.as_bytes()) - start, at(h.value) - start);
-            fields.push([
-                offset(n),
-                offset(n + h.name.len()),
-                offset(v),
-                offset(v + h.value.len()),
-            ]);
+            fields.push([n, n + h.name.len(), v, v + h.value.len()]);
         }
         Headers {
             text: head[start..end.max(start)].to_vec(),
@@ -112,28 +179,27 @@ impl Headers {
         self.text.extend_from_slice(name.as_bytes());
         let v = self.text.len();
         self.text.extend_from_slice(value);
-        self.fields
-            .push([offset(n), offset(v), offset(v), offset(self.text.len())]);
+        self.fields.push([n, v, v, self.text.len()]);
     }
 
     /// Appends `more` to the last field's value (obsolete line folding); nothing when there
     /// is no field.
     pub(crate) fn extend_last(&mut self, more: &[u8]) {
-        let Some(last) = self.fields.last().copied() else {
+        let Some([_, _, v, e]) = self
+            .fields
+            .len()
+            .checked_sub(1)
+            .and_then(|i| self.fields.get(i))
+        else {
             return;
         };
-        let [_, _, v, e] = last.map(|o| o as usize);
         if e != self.text.len() {
             // The value is not at the end of the text: move a copy there first.
             self.text.extend_from_within(v..e);
         }
         let start = self.text.len() - (e - v);
         self.text.extend_from_slice(more);
-        let end = self.text.len();
-        if let Some(f) = self.fields.last_mut() {
-            f[2] = offset(start);
-            f[3] = offset(end);
-        }
+        self.fields.set_last_value(start, self.text.len());
     }
 
     pub fn len(&self) -> usize {
@@ -141,7 +207,7 @@ impl Headers {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.fields.len() == 0
     }
 
     /// The fields in order.
@@ -154,35 +220,31 @@ impl Headers {
 
     /// The fields in order, names as bytes (no UTF-8 check: for scans on the hot path).
     pub(crate) fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.fields.iter().map(|&[n, ne, v, ve]| {
-            (
-                &self.text[n as usize..ne as usize],
-                &self.text[v as usize..ve as usize],
-            )
-        })
+        self.fields
+            .iter()
+            .map(|[n, ne, v, ve]| (&self.text[n..ne], &self.text[v..ve]))
     }
 
     /// The value of the first field named `name` (ASCII case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         // Called many times per message: most fields are passed over on their length alone.
         let want = name.as_bytes();
-        self.fields.iter().find_map(|&[n, ne, v, ve]| {
-            let (n, ne) = (n as usize, ne as usize);
+        self.fields.iter().find_map(|[n, ne, v, ve]| {
             (ne - n == want.len() && self.text[n..ne].eq_ignore_ascii_case(want))
-                .then(|| &self.text[v as usize..ve as usize])
+                .then(|| &self.text[v..ve])
         })
     }
 
     /// Heap bytes held.
     pub fn heap_size(&self) -> usize {
-        self.text.capacity() + self.fields.capacity() * std::mem::size_of::<[u32; 4]>()
+        self.text.capacity() + self.fields.heap_size()
     }
 
-    fn field(&self, [n, ne, v, ve]: [u32; 4]) -> Header<'_> {
+    fn field(&self, [n, ne, v, ve]: [usize; 4]) -> Header<'_> {
         Header {
             // Names are tokens (httparse checks them) or came in as `&str`.
-            name: std::str::from_utf8(&self.text[n as usize..ne as usize]).unwrap_or(""),
-            value: &self.text[v as usize..ve as usize],
+            name: std::str::from_utf8(&self.text[n..ne]).unwrap_or(""),
+            value: &self.text[v..ve],
         }
     }
 }
@@ -245,7 +307,7 @@ impl<'a> Iterator for HeaderIter<'a> {
     type Item = Header<'a>;
 
     fn next(&mut self) -> Option<Header<'a>> {
-        let &f = self.headers.fields.get(self.next)?;
+        let f = self.headers.fields.get(self.next)?;
         self.next += 1;
         Some(self.headers.field(f))
     }
@@ -494,7 +556,10 @@ mod tests {
         assert_eq!(h.get("x-empty"), Some(&b""[..]));
         assert_eq!(h.iter().len(), 3);
         assert_eq!(h, fields.iter().copied().collect::<Headers>());
-        assert!(h.heap_size() >= "HostX-Emptyhost".len() + "ab c".len() + 3 * 8);
+        assert!(
+            h.heap_size() >= "HostX-Emptyhost".len() + "ab c".len(),
+            "the text"
+        );
         assert_eq!(format!("{h:?}"), r#"[Host: "a", X-Empty: "", host: "b c"]"#);
     }
 
@@ -517,6 +582,35 @@ mod tests {
         assert_eq!(h.get("Accept"), Some(&b"*/* x"[..]));
         assert_eq!(h.get("via"), Some(&b"1.1 p"[..]));
         assert_eq!(Headers::from_parsed(head, &[]), Headers::default());
+    }
+
+    #[test]
+    fn many_fields_and_long_heads_spill_their_spans_to_the_heap() {
+        let names: Vec<String> = (0..INLINE_FIELDS + 3).map(|i| format!("X-{i}")).collect();
+        let mut h = Headers::default();
+        for (i, n) in names.iter().enumerate() {
+            h.push(n, i.to_string().as_bytes());
+            assert_eq!(h.len(), i + 1);
+            assert_eq!(h.heap_size() > h.text.capacity(), i >= INLINE_FIELDS, "{i}");
+        }
+        for (i, f) in h.iter().enumerate() {
+            assert_eq!(
+                (f.name, f.value),
+                (names[i].as_str(), i.to_string().as_bytes())
+            );
+        }
+        // Offsets past 64 KiB, in a field and in a folded value.
+        let mut h = Headers::default();
+        h.push("A", &vec![b'a'; 70_000]);
+        h.push("B", b"b");
+        h.extend_last(b" c");
+        assert_eq!(h.get("a").map(<[u8]>::len), Some(70_000));
+        assert_eq!(h.get("b"), Some(&b"b c"[..]));
+        assert!(h.heap_size() > h.text.capacity());
+        let mut h = Headers::default();
+        h.push("A", b"a");
+        h.extend_last(&vec![b'x'; 70_000]);
+        assert_eq!(h.get("A").map(<[u8]>::len), Some(70_001));
     }
 
     #[test]
