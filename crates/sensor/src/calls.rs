@@ -342,6 +342,7 @@ pub trait Weigh {
 /// their order by key, released from `next` on.
 #[derive(Debug)]
 struct Slot<T> {
+    worker: usize,
     bytes: Vec<u8>,
     items: Vec<Item<T>>,
     order: Vec<u32>,
@@ -370,6 +371,8 @@ pub struct Merger<T> {
     max_held_bytes: usize,
     last: Option<Key>,
     held: usize,
+    /// Emptied batch vectors, by worker, for [`Merger::take_spent`].
+    spent: Vec<(usize, Vec<Item<T>>)>,
     /// Bytes of the calls held (with their lines).
     pub held_bytes: usize,
     pub released: u64,
@@ -377,6 +380,9 @@ pub struct Merger<T> {
     pub forced: u64,
     pub out_of_order: u64,
 }
+
+/// Emptied batch vectors kept for [`Merger::take_spent`] at most (more are dropped).
+const MAX_SPENT: usize = 64;
 
 /// What the merger counts per held call besides the call and its line: its place in its
 /// batch's order.
@@ -394,6 +400,7 @@ impl<T: Weigh> Merger<T> {
             max_held_bytes,
             last: None,
             held: 0,
+            spent: Vec::new(),
             held_bytes: 0,
             released: 0,
             forced: 0,
@@ -404,6 +411,13 @@ impl<T: Weigh> Merger<T> {
     /// Calls held now.
     pub fn held(&self) -> usize {
         self.held
+    }
+
+    /// The vectors of the batches fully released since the last call, emptied, each with
+    /// the worker that sent it: handed back, a worker fills them again instead of
+    /// allocating (and faulting in) a fresh one per batch.
+    pub fn take_spent(&mut self) -> std::vec::Drain<'_, (usize, Vec<Item<T>>)> {
+        self.spent.drain(..)
     }
 
     /// Takes a batch and releases, in key order, every call no worker can still precede.
@@ -420,6 +434,7 @@ impl<T: Weigh> Merger<T> {
             let mut order: Vec<u32> = (0..n as u32).collect();
             order.sort_unstable_by_key(|&i| b.items[i as usize].key);
             let slot = Slot {
+                worker: b.worker,
                 bytes: b.bytes,
                 items: b.items,
                 order,
@@ -487,13 +502,19 @@ impl<T: Weigh> Merger<T> {
         match s.next_key() {
             Some(k) => self.heap.push(Reverse((k, slot))),
             None => {
+                let (worker, mut items) = (s.worker, std::mem::take(&mut s.items));
                 *s = Slot {
+                    worker: 0,
                     bytes: Vec::new(),
                     items: Vec::new(),
                     order: Vec::new(),
                     next: 0,
                 };
                 self.free.push(slot);
+                if self.spent.len() < MAX_SPENT {
+                    items.clear();
+                    self.spent.push((worker, items));
+                }
             }
         }
         r
@@ -714,5 +735,32 @@ mod tests {
             (m.out_of_order, m.forced, m.held(), m.held_bytes),
             (0, 0, 0, 0)
         );
+    }
+
+    #[test]
+    fn emptied_batch_vectors_go_back_to_their_worker() {
+        let mut out = 0;
+        let mut sink = |_: Released<'_, Named>| -> Result<(), ()> {
+            out += 1;
+            Ok(())
+        };
+        let mut m = Merger::new(2, 1000, usize::MAX);
+        m.push(batch(1, &[(1, "b"), (2, "b")], Some(10)), &mut sink)
+            .unwrap();
+        assert_eq!(m.take_spent().count(), 0, "worker 0 holds everything back");
+        m.push(batch(0, &[(3, "a")], Some(10)), &mut sink).unwrap();
+        let spent: Vec<(usize, usize, usize)> = m
+            .take_spent()
+            .map(|(w, v)| (w, v.len(), v.capacity()))
+            .collect();
+        assert_eq!(out, 3);
+        let mut workers: Vec<usize> = spent.iter().map(|s| s.0).collect();
+        workers.sort_unstable();
+        assert_eq!(workers, [0, 1], "each batch's vector, to its worker");
+        assert!(
+            spent.iter().all(|&(_, len, cap)| len == 0 && cap >= 1),
+            "emptied, kept"
+        );
+        assert_eq!(m.take_spent().count(), 0, "taken once");
     }
 }

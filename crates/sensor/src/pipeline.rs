@@ -24,7 +24,7 @@ use apiscope_inventory::spec::{Spec, SpecSet};
 use apiscope_inventory::store::Store;
 use apiscope_publish::{DeliveryReport, PublishConfig, Publisher};
 
-use crate::calls::{self, Batch, Merger, Released, Weigh};
+use crate::calls::{self, Batch, Item, Merger, Released, Weigh};
 use crate::config::Config;
 use crate::sink::{Sink, StreamNote, DETECTOR_KEY, DETECTOR_NS};
 use crate::Failure;
@@ -200,6 +200,8 @@ pub struct Pipeline {
     hasher: KeyedHasher,
     /// Batches waiting for the sink thread (see [`Pipeline::share_sink_depth`]).
     sink_depth: Option<SinkDepth>,
+    /// Emptied batch vectors back from the sink thread.
+    spare: Option<SpareReceiver>,
     /// False with `--stage capture`: streams are counted, not parsed.
     parse_http: bool,
     /// Keep the per-path summary for `--report`.
@@ -233,6 +235,7 @@ impl Pipeline {
             write_calls,
             hasher,
             sink_depth: None,
+            spare: None,
             parse_http,
             summarize,
             calls: 0,
@@ -279,8 +282,15 @@ impl Pipeline {
         last: bool,
     ) -> Batch<Work> {
         let watermark = (!last).then(|| self.watermark(now, slack, max_wait));
-        // The next batch is sized like this one: most are full (BATCH calls).
-        let next = Batch::with_capacity(self.batch.items.len().next_power_of_two().min(BATCH));
+        // The next batch fills a vector the sink thread handed back when there is one (its
+        // pages are already mapped), else one sized like this batch: most are full.
+        let next = match self.spare.as_ref().and_then(|r| r.try_recv().ok()) {
+            Some(items) => Batch {
+                items,
+                ..Batch::default()
+            },
+            None => Batch::with_capacity(self.batch.items.len().next_power_of_two().min(BATCH)),
+        };
         let mut batch = std::mem::replace(&mut self.batch, next);
         batch.worker = worker;
         batch.watermark = watermark;
@@ -292,6 +302,11 @@ impl Pipeline {
     /// as they finish, so that the two threads share the work.
     pub fn share_sink_depth(&mut self, depth: SinkDepth) {
         self.sink_depth = Some(depth);
+    }
+
+    /// Fills the batch vectors the sink thread hands back on `spare` (see [`sink_batch`]).
+    pub fn reuse_batches_from(&mut self, spare: SpareReceiver) {
+        self.spare = Some(spare);
     }
 
     /// Requests waiting for their responses, over all connections.
@@ -671,16 +686,37 @@ pub fn open_stages(cfg: &Config, o: StageOptions<'_>) -> Result<Stages, Failure>
 }
 
 /// Hands one worker batch to the sink: its stream notes to the detector, its calls to the
-/// merger, which passes on, in request-time order, those no worker can still precede.
+/// merger, which passes on, in request-time order, those no worker can still precede; then
+/// hands each batch vector emptied on the way back to its worker (`spare[worker]`).
 pub fn sink_batch(
     sink: &mut Sink,
     merger: &mut Merger<Work>,
     mut b: Batch<Work>,
+    spare: &[SpareSender],
 ) -> anyhow::Result<()> {
     for n in b.stream_notes.drain(..) {
         sink.stream_anomaly(&n);
     }
-    merger.push(b, &mut |r: Released<'_, Work>| sink.call(r))
+    merger.push(b, &mut |r: Released<'_, Work>| sink.call(r))?;
+    for (worker, items) in merger.take_spent() {
+        if let Some(tx) = spare.get(worker) {
+            // A worker that finished no longer listens: the vector is just dropped.
+            let _ = tx.send(items);
+        }
+    }
+    Ok(())
+}
+
+/// Where the sink thread hands a worker's emptied batch vectors back.
+pub type SpareSender = std::sync::mpsc::Sender<Vec<Item<Work>>>;
+
+/// Where a worker takes them (see [`Pipeline::reuse_batches_from`]).
+pub type SpareReceiver = std::sync::mpsc::Receiver<Vec<Item<Work>>>;
+
+/// A channel for one worker's emptied batch vectors. Unbounded, but never holds more than
+/// the batches that worker has in flight.
+pub fn spare_channel() -> (SpareSender, SpareReceiver) {
+    std::sync::mpsc::channel()
 }
 
 /// What the sink thread hands back at the end.

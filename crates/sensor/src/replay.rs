@@ -21,7 +21,7 @@ use crate::calls::{Batch, Merger};
 use crate::config::{self, Config};
 use crate::pipeline::{
     self, finish_sink, open_output, sink_batch, trim_top, InventoryUse, SinkDepth, SinkResult,
-    StageOptions, Stages, StreamReport, Work, BATCH, CLOSE_REASONS,
+    SpareReceiver, StageOptions, Stages, StreamReport, Work, BATCH, CLOSE_REASONS,
 };
 use crate::sink::Sink;
 use crate::Failure;
@@ -98,6 +98,8 @@ struct WorkerCtx<'a> {
     /// Batches sent and not yet taken by the sink thread: while one waits, the worker
     /// prepares its calls itself.
     queued: &'a SinkDepth,
+    /// Emptied batch vectors back from the sink thread.
+    spare: Option<SpareReceiver>,
     stage: Stage,
     report: bool,
 }
@@ -115,6 +117,9 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
     engine
         .handler_mut()
         .share_sink_depth(std::sync::Arc::clone(w.queued));
+    if let Some(spare) = w.spare {
+        engine.handler_mut().reuse_batches_from(spare);
+    }
     let slack = Duration::from_millis(w.cfg.output.reorder_slack_ms);
     let mut warnings = Vec::new();
     let send = |engine: &mut apiscope_capture::Engine<pipeline::Pipeline>, last: bool| {
@@ -218,6 +223,8 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let (results, sunk) = std::thread::scope(|s| {
         let queued = &queued;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<Work>>(threads * 4);
+        let (spare_tx, mut spare_rx): (Vec<_>, Vec<_>) =
+            (0..threads).map(|_| pipeline::spare_channel()).unzip();
         let sink_thread = (write_calls || inventory.is_some()).then(|| {
             let (max_held, max_held_bytes) =
                 (cfg.output.reorder_max_calls, cfg.output.reorder_max_bytes);
@@ -234,13 +241,14 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                 );
                 for b in rx {
                     queued.fetch_sub(1, Relaxed);
-                    sink_batch(&mut sink, &mut m, b)?;
+                    sink_batch(&mut sink, &mut m, b, &spare_tx)?;
                 }
                 finish_sink(sink, m, delivery_wait)
             })
         });
         let handles: Vec<_> = (0..threads as u64)
-            .map(|i| {
+            .zip(spare_rx.drain(..))
+            .map(|(i, spare)| {
                 let ctx = WorkerCtx {
                     files: &args.captures,
                     cfg: &cfg,
@@ -251,6 +259,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                     inventory: inventory_use,
                     hasher: &hasher,
                     queued,
+                    spare: sink_thread.is_some().then_some(spare),
                     stage: args.stage,
                     report: args.report,
                 };

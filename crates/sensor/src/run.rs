@@ -265,8 +265,11 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let delivery_wait = StdDuration::from_secs(publish_cfg.delivery_wait_secs);
     let sunk = std::thread::scope(|s| {
         let (calls_tx, calls_rx) = sync_channel::<Batch<Work>>(sink_capacity);
+        let (spare_tx, mut spare_rx): (Vec<_>, Vec<_>) =
+            (0..threads).map(|_| pipeline::spare_channel()).unzip();
         let sink_loop = SinkLoop {
             rx: calls_rx,
+            spare: spare_tx,
             sink,
             merger: Merger::new(
                 threads,
@@ -294,7 +297,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             .context("starting the sink thread")?;
         let mut worker_txs = Vec::new();
         let mut workers = Vec::new();
-        for i in 0..threads {
+        for (i, spare) in (0..threads).zip(spare_rx.drain(..)) {
             let (tx, rx) = sync_channel(rc.queue_max_batches);
             worker_txs.push(tx);
             let mut engine = pipeline::new_engine(
@@ -308,6 +311,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             engine
                 .handler_mut()
                 .share_sink_depth(Arc::clone(&telemetry.sink_depth));
+            engine.handler_mut().reuse_batches_from(spare);
             let (calls_tx, telemetry) = (calls_tx.clone(), Arc::clone(&telemetry));
             let h = std::thread::Builder::new()
                 .name(format!("worker-{i}"))
@@ -539,6 +543,8 @@ fn write_inventory(path: &Path, inv: &Inventory) -> anyhow::Result<()> {
 /// The sink thread of `run`.
 struct SinkLoop<'a> {
     rx: Receiver<Batch<Work>>,
+    /// Where each worker's emptied batch vectors go back.
+    spare: Vec<pipeline::SpareSender>,
     sink: Sink,
     merger: Merger<Work>,
     telemetry: &'a Telemetry,
@@ -566,7 +572,7 @@ impl SinkLoop<'_> {
                 Ok(b) => {
                     self.telemetry.sink_depth.fetch_sub(1, Ordering::Relaxed);
                     marks[b.worker] = b.watermark;
-                    sink_batch(&mut self.sink, &mut self.merger, b)?;
+                    sink_batch(&mut self.sink, &mut self.merger, b, &self.spare)?;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
