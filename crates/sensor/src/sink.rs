@@ -149,8 +149,7 @@ impl Sink {
     }
 
     /// Whether calls are written as lines: to the calls file, or to the calls topic. Workers
-    /// that prepare calls ([`Pipeline::prepare_batch`](crate::pipeline::Pipeline)) write them
-    /// when this says so.
+    /// that prepare calls themselves ([`pipeline::prepare`]) write them when this says so.
     pub fn writes_lines(&self) -> bool {
         self.out.is_some()
             || self
