@@ -1166,7 +1166,7 @@ impl HttpConn {
             Framing::Chunked => BodyAcc::new(cfg, framing.encoding, 0, !info.measure_only),
         };
         let ts_end = ctx.ts_at(end - 1);
-        let head_bytes = head_heap(&head.headers)
+        let head_bytes = head.headers.heap_size()
             + crate::message::owned_capacity(&head.method)
             + head.target.capacity();
         self.sides[d].cur = Some(Box::new(Msg {
@@ -1295,7 +1295,7 @@ impl HttpConn {
         }
         let id = self.push_txn(cfg, ts, info, true, out, stats);
         let ts_end = ctx.ts_at(consumed.saturating_sub(1));
-        let head_bytes = head_heap(&head.headers)
+        let head_bytes = head.headers.heap_size()
             + crate::message::owned_capacity(&head.method)
             + head.target.capacity();
         self.sides[d].cur = Some(Box::new(Msg {
@@ -1454,7 +1454,7 @@ impl HttpConn {
             }
         };
         let interim = mem::take(&mut self.sides[d].interim);
-        let head_bytes = head_heap(&head.headers) + crate::message::owned_capacity(&head.reason);
+        let head_bytes = head.headers.heap_size() + crate::message::owned_capacity(&head.reason);
         self.sides[d].cur = Some(Box::new(Msg {
             head: MsgHead::Resp { head, interim },
             ts,
@@ -1972,9 +1972,6 @@ enum HeadEnd {
     Oversized(usize),
 }
 
-fn head_heap(headers: &Headers) -> usize {
-    headers.heap_size()
-}
 #[cfg(test)]
 mod tests {
     use super::*;

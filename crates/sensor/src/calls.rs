@@ -350,6 +350,16 @@ struct Slot<T> {
 }
 
 impl<T> Slot<T> {
+    fn empty() -> Self {
+        Slot {
+            worker: 0,
+            bytes: Vec::new(),
+            items: Vec::new(),
+            order: Vec::new(),
+            next: 0,
+        }
+    }
+
     fn next_key(&self) -> Option<Key> {
         let &i = self.order.get(self.next)?;
         Some(self.items[i as usize].key)
@@ -384,8 +394,8 @@ pub struct Merger<T> {
 /// Emptied batch vectors kept for [`Merger::take_spent`] at most (more are dropped).
 const MAX_SPENT: usize = 64;
 
-/// What the merger counts per held call besides the call and its line: its place in its
-/// batch's order.
+/// What the merger counts per held call besides the call and its line: its key and its
+/// place in its batch's order.
 const HELD_OVERHEAD: usize = std::mem::size_of::<Key>() + std::mem::size_of::<u32>();
 
 impl<T: Weigh> Merger<T> {
@@ -502,14 +512,9 @@ impl<T: Weigh> Merger<T> {
         match s.next_key() {
             Some(k) => self.heap.push(Reverse((k, slot))),
             None => {
-                let (worker, mut items) = (s.worker, std::mem::take(&mut s.items));
-                *s = Slot {
-                    worker: 0,
-                    bytes: Vec::new(),
-                    items: Vec::new(),
-                    order: Vec::new(),
-                    next: 0,
-                };
+                let Slot {
+                    worker, mut items, ..
+                } = std::mem::replace(s, Slot::empty());
                 self.free.push(slot);
                 if self.spent.len() < MAX_SPENT {
                     items.clear();

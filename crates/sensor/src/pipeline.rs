@@ -198,7 +198,7 @@ pub struct Pipeline {
     write_calls: bool,
     /// Keys the principal hashes in the facts (the state directory's secret, if any).
     hasher: KeyedHasher,
-    /// Batches waiting for the sink thread (see [`Pipeline::share_sink_depth`]).
+    /// Batches waiting for the sink thread (see [`Pipeline::connect_sink`]).
     sink_depth: Option<SinkDepth>,
     /// Emptied batch vectors back from the sink thread.
     spare: Option<SpareReceiver>,
@@ -297,16 +297,13 @@ impl Pipeline {
         batch
     }
 
-    /// Shares `depth` (batches sent to the sink thread and not yet taken) with the sink
-    /// thread: while a batch waits, this worker prepares its calls itself ([`prepare`]),
-    /// as they finish, so that the two threads share the work.
-    pub fn share_sink_depth(&mut self, depth: SinkDepth) {
+    /// Connects this worker to the sink thread. `depth` (batches sent and not yet taken) is
+    /// shared with it: while a batch waits, this worker prepares its calls itself
+    /// ([`prepare`]), as they finish, so that the two threads share the work. On `spare`
+    /// come back the emptied batch vectors to fill again (see [`sink_batch`]).
+    pub fn connect_sink(&mut self, depth: SinkDepth, spare: Option<SpareReceiver>) {
         self.sink_depth = Some(depth);
-    }
-
-    /// Fills the batch vectors the sink thread hands back on `spare` (see [`sink_batch`]).
-    pub fn reuse_batches_from(&mut self, spare: SpareReceiver) {
-        self.spare = Some(spare);
+        self.spare = spare;
     }
 
     /// Requests waiting for their responses, over all connections.
@@ -710,7 +707,7 @@ pub fn sink_batch(
 /// Where the sink thread hands a worker's emptied batch vectors back.
 pub type SpareSender = std::sync::mpsc::Sender<Vec<Item<Work>>>;
 
-/// Where a worker takes them (see [`Pipeline::reuse_batches_from`]).
+/// Where a worker takes them (see [`Pipeline::connect_sink`]).
 pub type SpareReceiver = std::sync::mpsc::Receiver<Vec<Item<Work>>>;
 
 /// A channel for one worker's emptied batch vectors. Unbounded, but never holds more than

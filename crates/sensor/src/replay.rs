@@ -116,10 +116,7 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
     .with_shard(w.shard, w.shards);
     engine
         .handler_mut()
-        .share_sink_depth(std::sync::Arc::clone(w.queued));
-    if let Some(spare) = w.spare {
-        engine.handler_mut().reuse_batches_from(spare);
-    }
+        .connect_sink(std::sync::Arc::clone(w.queued), w.spare);
     let slack = Duration::from_millis(w.cfg.output.reorder_slack_ms);
     let mut warnings = Vec::new();
     let send = |engine: &mut apiscope_capture::Engine<pipeline::Pipeline>, last: bool| {
@@ -212,33 +209,31 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let findings_out = args.findings.as_deref().map(open_output).transpose()?;
     let delivery_wait = std::time::Duration::from_secs(publish_cfg.delivery_wait_secs);
     let flush_every = Duration::from_secs(cfg.state.flush_interval_secs);
+    let want_sink = write_calls || inventory.is_some();
+    let sink = Sink::new(
+        calls_out,
+        inventory,
+        hasher.clone(),
+        detector,
+        store,
+        publisher,
+        flush_every,
+    );
     // Workers that prepare calls write their lines exactly when the sink would.
-    let write_lines = write_calls
-        || publisher
-            .as_ref()
-            .is_some_and(|p| p.wants(apiscope_publish::Topic::Calls));
+    let write_lines = sink.writes_lines();
     let queued = SinkDepth::default();
     let started = Instant::now();
-    let sink_hasher = hasher.clone();
     let (results, sunk) = std::thread::scope(|s| {
         let queued = &queued;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<Work>>(threads * 4);
         let (spare_tx, mut spare_rx): (Vec<_>, Vec<_>) =
             (0..threads).map(|_| pipeline::spare_channel()).unzip();
-        let sink_thread = (write_calls || inventory.is_some()).then(|| {
+        let sink_thread = want_sink.then(|| {
             let (max_held, max_held_bytes) =
                 (cfg.output.reorder_max_calls, cfg.output.reorder_max_bytes);
+            let mut sink = sink;
             s.spawn(move || -> anyhow::Result<SinkResult> {
                 let mut m = Merger::new(threads, max_held, max_held_bytes);
-                let mut sink = Sink::new(
-                    calls_out,
-                    inventory,
-                    sink_hasher,
-                    detector,
-                    store,
-                    publisher,
-                    flush_every,
-                );
                 for b in rx {
                     queued.fetch_sub(1, Relaxed);
                     sink_batch(&mut sink, &mut m, b, &spare_tx)?;

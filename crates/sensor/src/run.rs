@@ -310,8 +310,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             );
             engine
                 .handler_mut()
-                .share_sink_depth(Arc::clone(&telemetry.sink_depth));
-            engine.handler_mut().reuse_batches_from(spare);
+                .connect_sink(Arc::clone(&telemetry.sink_depth), Some(spare));
             let (calls_tx, telemetry) = (calls_tx.clone(), Arc::clone(&telemetry));
             let h = std::thread::Builder::new()
                 .name(format!("worker-{i}"))

@@ -151,11 +151,13 @@ impl Sink {
     /// Whether calls are written as lines: to the calls file, or to the calls topic. Workers
     /// that prepare calls themselves ([`pipeline::prepare`]) write them when this says so.
     pub fn writes_lines(&self) -> bool {
-        self.out.is_some()
-            || self
-                .publisher
-                .as_ref()
-                .is_some_and(|p| p.wants(Topic::Calls))
+        self.out.is_some() || self.publishes_calls()
+    }
+
+    fn publishes_calls(&self) -> bool {
+        self.publisher
+            .as_ref()
+            .is_some_and(|p| p.wants(Topic::Calls))
     }
 
     pub fn call(&mut self, r: Released<'_, Work>) -> anyhow::Result<()> {
@@ -167,11 +169,8 @@ impl Sink {
         } = r;
         let ts = key.0;
         self.last_ts = self.last_ts.max(ts);
-        let want_call = self
-            .publisher
-            .as_ref()
-            .is_some_and(|p| p.wants(Topic::Calls));
-        let write = self.out.is_some() || want_call;
+        let want_call = self.publishes_calls();
+        let write = self.writes_lines();
         let start = self.buf.len();
         // A call as parsed is prepared here, as its worker would have (`pipeline::prepare`),
         // but straight into the output: its line's head, its facts, and after the label its
