@@ -241,10 +241,7 @@ fn lenient_line(buf: &[u8], t0: usize) -> Scan<ReqLine> {
 /// method, target and version.
 fn lenient_request_line(line: &[u8]) -> Option<(&[u8], &[u8], Version)> {
     let ws = |b: &u8| matches!(*b, b' ' | b'\t');
-    let mut line = line;
-    while let [rest @ .., b' ' | b'\t'] = line {
-        line = rest;
-    }
+    let line = trim_ows_end(line);
     let m = line.iter().position(ws)?;
     let v = line.iter().rposition(ws)?;
     let method = &line[..m];
@@ -260,13 +257,7 @@ fn lenient_request_line(line: &[u8]) -> Option<(&[u8], &[u8], Version)> {
         // The HTTP/2 connection preface (`PRI * HTTP/2.0`), not an HTTP/1 request.
         return None;
     }
-    let mut target = &line[m..v];
-    while let [b' ' | b'\t', rest @ ..] = target {
-        target = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = target {
-        target = rest;
-    }
+    let target = trim_ows(&line[m..v]);
     let ok = !target.is_empty() && target.iter().all(|b| is_target_byte(*b) || *b == b' ');
     ok.then_some((method, target, version))
 }
@@ -468,10 +459,11 @@ const STACK_HEADERS: usize = 128;
 /// lower-case `get` is copied).
 const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
 
-fn method_name(m: &str) -> Cow<'static, str> {
-    match METHODS.iter().find(|k| **k == m) {
+/// `s` borrowed from `usual` when it is one of them, else copied.
+fn interned(usual: &[&'static str], s: &str) -> Cow<'static, str> {
+    match usual.iter().find(|k| **k == s) {
         Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(m.to_owned()),
+        None => Cow::Owned(s.to_owned()),
     }
 }
 
@@ -497,13 +489,6 @@ const REASONS: &[&str] = &[
     "Service Unavailable",
     "Gateway Timeout",
 ];
-
-fn reason_phrase(r: &str) -> Cow<'static, str> {
-    match REASONS.iter().find(|k| **k == r) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(r.to_owned()),
-    }
-}
 
 /// Runs `f` with `max_headers` uninitialised header slots (httparse fills those it uses):
 /// on the stack when they fit, else on the heap (only for configurations above
@@ -541,7 +526,7 @@ pub(crate) fn parse_request_head(
         {
             Ok(httparse::Status::Complete(_)) => Ok((
                 ReqHead {
-                    method: method_name(req.method.unwrap_or_default()),
+                    method: interned(METHODS, req.method.unwrap_or_default()),
                     target: req.path.unwrap_or_default().to_string(),
                     version: version_of(req.version),
                     headers: Headers::from_parsed(buf, req.headers),
@@ -567,7 +552,7 @@ pub(crate) fn parse_response_head(
             Ok(httparse::Status::Complete(_)) => Ok((
                 RespHead {
                     status: resp.code.unwrap_or_default(),
-                    reason: reason_phrase(resp.reason.unwrap_or_default()),
+                    reason: interned(REASONS, resp.reason.unwrap_or_default()),
                     version: version_of(resp.version),
                     headers: Headers::from_parsed(buf, resp.headers),
                 },
@@ -629,14 +614,15 @@ fn trim_ows_end(mut b: &[u8]) -> &[u8] {
     b
 }
 
-fn trim_ows(mut b: &[u8]) -> &[u8] {
+fn trim_ows_start(mut b: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = b {
         b = rest;
     }
-    while let [rest @ .., b' ' | b'\t'] = b {
-        b = rest;
-    }
     b
+}
+
+fn trim_ows(b: &[u8]) -> &[u8] {
+    trim_ows_end(trim_ows_start(b))
 }
 
 /// Trims what lenient servers treat as whitespace: SP, HTAB, VT, FF, CR, LF.
@@ -682,10 +668,7 @@ fn lenient_headers(lines: &mut Lines<'_>, max_headers: usize) -> Result<Headers,
         // proxy may strip it); the head is already flagged non-conforming, so keep the name
         // without it, except on Transfer-Encoding, where the framing analysis flags it.
         let raw = &line[..colon];
-        let mut name = raw;
-        while let [rest @ .., b' ' | b'\t'] = name {
-            name = rest;
-        }
+        let name = trim_ows_end(raw);
         if name.is_empty() || !name.iter().all(|b| is_tchar(*b)) {
             continue;
         }
@@ -722,10 +705,7 @@ fn lenient_response(buf: &[u8], max_headers: usize) -> Result<RespHead, HeadErro
     let Scan::Yes((version, status, after)) = status_line(line, true) else {
         return Err(HeadError::Unparseable);
     };
-    let mut reason = &line[after..];
-    while let [b' ' | b'\t', rest @ ..] = reason {
-        reason = rest;
-    }
+    let reason = trim_ows_start(&line[after..]);
     let headers = lenient_headers(&mut lines, max_headers)?;
     Ok(RespHead {
         status,
