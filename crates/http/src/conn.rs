@@ -1060,6 +1060,21 @@ impl HttpConn {
     }
 
     /// The response to the oldest waiting request was lost.
+    /// Asks the sink whether to keep the bodies of the call `head` starts (counted in
+    /// `calls_bodies_measured` when not).
+    fn keep_bodies(&self, head: &ReqHead, out: &mut dyn CallSink, stats: &mut HttpStats) -> bool {
+        let keep = out.keep_bodies(
+            host_of(&head.method, &head.target, &head.headers),
+            &head.method,
+            path_of(&head.target),
+            self.next_seq,
+        );
+        if !keep {
+            stats.calls_bodies_measured += 1;
+        }
+        keep
+    }
+
     fn lose_response(&mut self, a: Option<Anomaly>, out: &mut dyn CallSink, stats: &mut HttpStats) {
         if let Some(t) = self
             .pending
@@ -1143,21 +1158,13 @@ impl HttpConn {
             flag(&mut anomalies, Anomaly::NonConformingHead, stats);
         }
         let framing = analyse_framing(&head.headers, &mut anomalies, stats);
-        let keep = out.keep_bodies(
-            host_of(&head.method, &head.target, &head.headers),
-            &head.method,
-            path_of(&head.target),
-            self.next_seq,
-        );
+        let keep = self.keep_bodies(&head, out, stats);
         let info = ReqInfo {
             head: head.method == "HEAD",
             connect: head.method == "CONNECT",
             http09: false,
             measure_only: !keep,
         };
-        if !keep {
-            stats.calls_bodies_measured += 1;
-        }
         let id = self.push_txn(cfg, ts, info, true, out, stats);
         let fr = framing.request();
         let body = match fr {
@@ -1166,9 +1173,7 @@ impl HttpConn {
             Framing::Chunked => BodyAcc::new(cfg, framing.encoding, 0, !info.measure_only),
         };
         let ts_end = ctx.ts_at(end - 1);
-        let head_bytes = head.headers.heap_size()
-            + crate::message::owned_capacity(&head.method)
-            + head.target.capacity();
+        let head_bytes = head.heap_size();
         self.sides[d].cur = Some(Box::new(Msg {
             head: MsgHead::Req(head),
             ts,
@@ -1278,26 +1283,16 @@ impl HttpConn {
             headers,
         };
         let ts = ctx.ts_at(0);
-        let keep = out.keep_bodies(
-            host_of(&head.method, &head.target, &head.headers),
-            &head.method,
-            path_of(&head.target),
-            self.next_seq,
-        );
+        let keep = self.keep_bodies(&head, out, stats);
         let info = ReqInfo {
             head: head.method == "HEAD",
             connect: false,
             http09: true,
             measure_only: !keep,
         };
-        if !keep {
-            stats.calls_bodies_measured += 1;
-        }
         let id = self.push_txn(cfg, ts, info, true, out, stats);
         let ts_end = ctx.ts_at(consumed.saturating_sub(1));
-        let head_bytes = head.headers.heap_size()
-            + crate::message::owned_capacity(&head.method)
-            + head.target.capacity();
+        let head_bytes = head.heap_size();
         self.sides[d].cur = Some(Box::new(Msg {
             head: MsgHead::Req(head),
             ts,

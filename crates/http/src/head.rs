@@ -445,6 +445,15 @@ pub(crate) struct ReqHead {
     pub headers: Headers,
 }
 
+impl ReqHead {
+    /// Heap bytes held (what is not a borrowed method).
+    pub(crate) fn heap_size(&self) -> usize {
+        crate::message::owned_capacity(&self.method)
+            + self.target.capacity()
+            + self.headers.heap_size()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct RespHead {
     pub status: u16,
