@@ -2,7 +2,7 @@
 
 use crate::anomaly::{Anomalies, Anomaly};
 use crate::config::HttpConfig;
-use crate::decode::{Coding, Decoder, GzTrailer, Sink, Stop, MAX_LAYERS, RATIO_GRACE_BYTES};
+use crate::decode::{ratio_exceeded, Coding, Decoder, GzTrailer, Sink, Stop, MAX_LAYERS};
 use crate::message::Body;
 use crate::stats::HttpStats;
 
@@ -224,8 +224,7 @@ impl BodyAcc {
 /// Whether `decoded` bytes from `encoded` wire bytes break `max_decoded_bytes` or
 /// `max_decode_ratio` (the same test the decoder makes as it goes).
 fn over_limits(decoded: u64, encoded: u64, cfg: &HttpConfig) -> bool {
-    decoded > cfg.max_decoded_bytes
-        || (decoded > RATIO_GRACE_BYTES && decoded > encoded.saturating_mul(cfg.max_decode_ratio))
+    decoded > cfg.max_decoded_bytes || ratio_exceeded(decoded, encoded, cfg.max_decode_ratio)
 }
 
 fn append_bounded(prefix: &mut Vec<u8>, data: &[u8], limit: usize, len_hint: u64) {

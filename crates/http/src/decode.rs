@@ -354,13 +354,17 @@ impl Sink<'_> {
         if take < data.len() {
             return Err(Stop::Bomb);
         }
-        if self.decoded > RATIO_GRACE_BYTES
-            && self.decoded > self.encoded.saturating_mul(self.max_ratio)
-        {
+        if ratio_exceeded(self.decoded, self.encoded, self.max_ratio) {
             return Err(Stop::Bomb);
         }
         Ok(())
     }
+}
+
+/// Whether `decoded` bytes from `encoded` expand past `max_ratio` (past the first
+/// `RATIO_GRACE_BYTES`, which small bodies of zeros reach legitimately).
+pub(crate) fn ratio_exceeded(decoded: u64, encoded: u64, max_ratio: u64) -> bool {
+    decoded > RATIO_GRACE_BYTES && decoded > encoded.saturating_mul(max_ratio)
 }
 
 /// A stack of decoders for one body. `layers[0]` undoes the last coding applied.

@@ -129,5 +129,7 @@ mod stats;
 pub use anomaly::{Anomalies, Anomaly};
 pub use config::HttpConfig;
 pub use conn::{CallSink, HttpConn};
-pub use message::{Body, Call, Header, HeaderIter, Headers, Request, Response, Version};
+pub use message::{
+    owned_capacity, Body, Call, Header, HeaderIter, Headers, Request, Response, Version,
+};
 pub use stats::HttpStats;

@@ -258,9 +258,9 @@ impl PartialEq for Headers {
 
 impl Eq for Headers {}
 
-/// Heap bytes of a string that may be borrowed.
+/// Heap bytes of a string that may be borrowed (a call's method or reason phrase).
 #[allow(clippy::ptr_arg)] // whether it is borrowed is the question
-pub(crate) fn owned_capacity(s: &Cow<'static, str>) -> usize {
+pub fn owned_capacity(s: &Cow<'static, str>) -> usize {
     match s {
         Cow::Owned(s) => s.capacity(),
         Cow::Borrowed(_) => 0,

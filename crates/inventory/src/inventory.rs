@@ -215,10 +215,7 @@ impl CallFacts {
     /// Heap bytes held (the strings and the body prefixes), for bounds on calls in flight.
     pub fn heap_size(&self) -> usize {
         self.host.capacity()
-            + match &self.method {
-                Cow::Owned(m) => m.capacity(),
-                Cow::Borrowed(_) => 0,
-            }
+            + apiscope_http::owned_capacity(&self.method)
             + self.target.capacity()
             + self.boundary.as_ref().map_or(0, String::capacity)
             + self.body.as_ref().map_or(0, |b| {
