@@ -227,12 +227,10 @@ impl Headers {
 
     /// The value of the first field named `name` (ASCII case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        // Called many times per message: most fields are passed over on their length alone.
-        let want = name.as_bytes();
-        self.fields.iter().find_map(|[n, ne, v, ve]| {
-            (ne - n == want.len() && self.text[n..ne].eq_ignore_ascii_case(want))
-                .then(|| &self.text[v..ve])
-        })
+        // Names as bytes (no UTF-8 check); the comparison looks at lengths first.
+        self.iter_bytes()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 
     /// Heap bytes held.
