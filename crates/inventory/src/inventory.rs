@@ -235,15 +235,6 @@ impl CallFacts {
     ) -> CallFacts {
         let req = &call.request;
         let resp = call.response.as_ref();
-        let host = normalize_host(req.host(), server);
-        let path = req.path();
-        // `path()` is a sub-slice of the target (for an absolute-form target, its path part),
-        // or a static "/" when an absolute-form target has none.
-        let base = req.target.as_ptr() as usize;
-        let (path_start, path_end) = match (path.as_ptr() as usize).checked_sub(base) {
-            Some(off) if off + path.len() <= req.target.len() => (off, off + path.len()),
-            _ => (0, 0),
-        };
         let req_ct = req.header("content-type").and_then(ContentType::from_bytes);
         let boundary = req_ct
             .as_ref()
@@ -267,29 +258,14 @@ impl CallFacts {
             .and_then(first_forwarded)
             .or_else(|| req.header("forwarded").and_then(forwarded_for));
         let mut facts = CallFacts {
-            ts: req.ts,
-            latency_us: resp.map(|r| r.ts.saturating_since(req.ts).as_micros()),
-            client: client.ip,
-            host,
-            method: Cow::Borrowed(""),
-            target: String::new(),
-            path_start: path_start as u32,
-            path_end: path_end as u32,
-            status: resp.map(|r| r.status),
-            req_bytes: req.body.bytes,
-            resp_bytes: resp.map(|r| r.body.bytes),
             auth,
             req_type,
             resp_type,
             boundary,
-            anomalies: call.anomalies,
             forwarded_for,
             principal,
-            body: None,
+            ..CallFacts::route(call, client, server)
         };
-        // The call's line is written before this: its method and target can move, not copy.
-        facts.method = std::mem::take(&mut call.request.method);
-        facts.target = std::mem::take(&mut call.request.target);
         if sample_bodies {
             let complete =
                 |b: &apiscope_http::Body| !b.truncated && b.prefix.len() as u64 == b.bytes;
@@ -306,6 +282,46 @@ impl CallFacts {
             facts.body = Some(Box::new(b));
         }
         facts
+    }
+
+    /// Only what gives `call` its endpoint ([`Inventory::label`]): its time, client, host,
+    /// method, target, status, sizes and anomalies, moving its method and target out of it;
+    /// no credentials, media types or bodies. Call this after anything else that reads them.
+    pub fn route(call: &mut Call, client: SocketAddr, server: SocketAddr) -> CallFacts {
+        let req = &call.request;
+        let resp = call.response.as_ref();
+        let host = normalize_host(req.host(), server);
+        let path = req.path();
+        // `path()` is a sub-slice of the target (for an absolute-form target, its path part),
+        // or a static "/" when an absolute-form target has none.
+        let base = req.target.as_ptr() as usize;
+        let (path_start, path_end) = match (path.as_ptr() as usize).checked_sub(base) {
+            Some(off) if off + path.len() <= req.target.len() => (off, off + path.len()),
+            _ => (0, 0),
+        };
+        CallFacts {
+            ts: req.ts,
+            latency_us: resp.map(|r| r.ts.saturating_since(req.ts).as_micros()),
+            client: client.ip,
+            host,
+            // The call's line is written before this: its method and target can move, not
+            // copy.
+            method: std::mem::take(&mut call.request.method),
+            target: std::mem::take(&mut call.request.target),
+            path_start: path_start as u32,
+            path_end: path_end as u32,
+            status: resp.map(|r| r.status),
+            req_bytes: call.request.body.bytes,
+            resp_bytes: call.response.as_ref().map(|r| r.body.bytes),
+            auth: RequestAuth::default(),
+            req_type: None,
+            resp_type: None,
+            boundary: None,
+            anomalies: call.anomalies,
+            forwarded_for: None,
+            principal: None,
+            body: None,
+        }
     }
 
     /// The path, still percent-encoded (`/` for an absolute-form target without one).
@@ -946,6 +962,34 @@ impl Inventory {
     /// Counts one call; returns the label of the endpoint it was counted under, or `None`
     /// when it was not (an unmatched 404, or a bound).
     pub fn observe(&mut self, f: &mut CallFacts) -> Option<&str> {
+        let ep = self.route(f)?;
+        let Inventory {
+            parts,
+            endpoints,
+            stats,
+            notes,
+            ..
+        } = self;
+        let e = endpoints[ep as usize].as_mut().expect("live endpoint");
+        path_params(&e.path, f.path(), &mut notes.path_params);
+        e.last_call_sensitive.clear();
+        update(e, f, parts, stats);
+        Some(e.label.as_str())
+    }
+
+    /// Gives one call its endpoint, as [`Inventory::observe`] would (the same hosts, routes
+    /// and endpoints are created, and the same bounds apply), without counting anything in
+    /// the endpoint itself: for runs that only label calls, with facts from
+    /// [`CallFacts::route`].
+    pub fn label(&mut self, f: &CallFacts) -> Option<&str> {
+        let ep = self.route(f)?;
+        let e = self.endpoints[ep as usize].as_ref().expect("live endpoint");
+        Some(e.label.as_str())
+    }
+
+    /// The endpoint `f` counts under (created if new), with the host's counts and the
+    /// templater's learning; `None` for an unmatched 404 or past a bound.
+    fn route(&mut self, f: &CallFacts) -> Option<u32> {
         self.notes.clear();
         self.stats.calls += 1;
         let host = self.host(&f.host)?;
@@ -976,18 +1020,7 @@ impl Inventory {
         let ep = self.endpoint(host, &f.method, route)?;
         self.stats.calls_counted += 1;
         self.notes.endpoint = Some(ep);
-        let Inventory {
-            parts,
-            endpoints,
-            stats,
-            notes,
-            ..
-        } = self;
-        let e = endpoints[ep as usize].as_mut().expect("live endpoint");
-        path_params(&e.path, f.path(), &mut notes.path_params);
-        e.last_call_sensitive.clear();
-        update(e, f, parts, stats);
-        Some(e.label.as_str())
+        Some(ep)
     }
 
     /// What the last [`Inventory::observe`] learnt of its call, for the detectors.
@@ -2149,5 +2182,58 @@ paths:
         assert_eq!(changed.len(), 1, "the re-matched endpoint is stored again");
         inv.set_specs(None);
         assert_eq!(label(&inv), (None, false));
+    }
+
+    #[test]
+    fn label_gives_every_call_the_endpoint_observe_gives() {
+        // Routes learnt and merged over time, 404s on known and unknown paths, several hosts,
+        // an absolute-form target, and the endpoint bound reached part way.
+        let cfg = InventoryConfig {
+            max_endpoints: 6,
+            ..InventoryConfig::default()
+        };
+        let mut full = Inventory::new(cfg.clone(), None);
+        let mut labels = Inventory::new(cfg, None);
+        let hasher = KeyedHasher::new(&[0; 32]);
+        let mut targets = Vec::new();
+        for i in 0..40u64 {
+            targets.push((format!("GET /users/{}", 1000 + i * 7), "a.test", 200));
+            targets.push((format!("PUT /orders/{i}/items/{}", i % 3), "b.test", 201));
+            if i % 5 == 0 {
+                targets.push(("GET /nowhere".to_owned(), "a.test", 404));
+                targets.push((format!("GET /users/{}", 5000 + i), "a.test", 404));
+            }
+            if i % 9 == 0 {
+                targets.push((format!("POST /x{i}/login"), "c.test", 200));
+                targets.push(("GET http://d.test/health".to_owned(), "", 200));
+            }
+        }
+        let mut seen = 0;
+        for (t, (req, h, status)) in targets.iter().enumerate() {
+            let hh = host(h);
+            let headers: &[(&str, &str)] = if h.is_empty() { &[] } else { &hh };
+            let (client, server) = (ep("192.0.2.9:4000"), ep("10.0.0.1:80"));
+            let mut c = call(t as u64, req, headers, *status, None, b"");
+            let mut f = CallFacts::extract(&mut c, client, server, true, &hasher);
+            let want = full.observe(&mut f).map(str::to_owned);
+            let mut c = call(t as u64, req, headers, *status, None, b"");
+            let got = labels.label(&CallFacts::route(&mut c, client, server));
+            assert_eq!(got, want.as_deref(), "call {t}: {req}");
+            seen += usize::from(want.is_some());
+        }
+        assert!(
+            seen > 90,
+            "most calls are labelled: {seen} of {}",
+            targets.len()
+        );
+        assert!(
+            full.stats.endpoints_dropped_calls > 0,
+            "the bound was reached"
+        );
+        assert_eq!(
+            labels.stats.endpoints_dropped_calls,
+            full.stats.endpoints_dropped_calls
+        );
+        assert_eq!(labels.stats.unmatched_404, full.stats.unmatched_404);
     }
 }

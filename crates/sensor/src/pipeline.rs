@@ -191,8 +191,8 @@ pub struct Pipeline {
     http_cfg: HttpConfig,
     pub http_stats: HttpStats,
     finished: Finished,
-    /// Whether calls' facts are extracted for the inventory.
-    inventory: bool,
+    /// What calls' facts are extracted for.
+    inventory: InventoryUse,
     /// Calls finished since the last batch went to the sink thread.
     pub batch: Batch<Work>,
     write_calls: bool,
@@ -230,7 +230,7 @@ impl Pipeline {
                 sampler,
                 flow_hash: 0,
             },
-            inventory: inventory != InventoryUse::Off,
+            inventory,
             batch: Batch::default(),
             write_calls,
             hasher,
@@ -338,7 +338,7 @@ impl StreamHandler for Pipeline {
             StreamEvent::Gap { dir, ts, len } => http.on_gap(cfg, dir, ts, len, out, stats),
             StreamEvent::Closed { ts, .. } => http.on_close(cfg, ts, out, stats),
             StreamEvent::Anomaly { ts, kind, .. } => {
-                if self.inventory && kind == StreamAnomaly::OverlapMismatch {
+                if self.inventory == InventoryUse::Full && kind == StreamAnomaly::OverlapMismatch {
                     let (client, server) = if http.roles_swapped() {
                         (meta.key.dst, meta.key.src)
                     } else {
@@ -367,7 +367,7 @@ impl StreamHandler for Pipeline {
             if self.summarize {
                 self.report.calls.add(&call);
             }
-            if !write && !inventory {
+            if !write && inventory == InventoryUse::Off {
                 continue;
             }
             let key = calls::key_of(&call, meta, swapped);
@@ -438,13 +438,13 @@ impl Weigh for Work {
 
 /// What becomes of a call before the inventory counts it, on whichever thread does it: its
 /// line without the endpoint value appended to `out` when `write` (returning where that
-/// value goes), and its facts taken when `inventory`. `key` is the call's sort key.
+/// value goes), and its facts taken as `inventory` needs them. `key` is the call's sort key.
 pub fn prepare(
     out: &mut Vec<u8>,
     key: &calls::Key,
     call: &mut Call,
     write: bool,
-    inventory: bool,
+    inventory: InventoryUse,
     hasher: &KeyedHasher,
 ) -> (Option<usize>, Option<CallFacts>) {
     // The line reads the method and target, which the facts then take.
@@ -454,15 +454,27 @@ pub fn prepare(
         calls::write_tail(out, call, key);
         at
     });
-    let facts = inventory.then(|| facts_of(call, key, hasher));
+    let facts = facts_of(call, key, hasher, inventory);
     (at, facts)
 }
 
-/// What the inventory needs of `call` (whose sort key is `key`), taking its method, target
-/// and sampled bodies: after its line's head is written.
-pub fn facts_of(call: &mut Call, key: &calls::Key, hasher: &KeyedHasher) -> CallFacts {
-    let sample = call.bodies_kept;
-    CallFacts::extract(call, key.1, key.2, sample, hasher)
+/// What the inventory needs of `call` (whose sort key is `key`) for `inventory`, taking its
+/// method, target and sampled bodies: after its line's head is written. Only the route for
+/// [`InventoryUse::Labels`] ([`Inventory::label`]), nothing without an inventory.
+pub fn facts_of(
+    call: &mut Call,
+    key: &calls::Key,
+    hasher: &KeyedHasher,
+    inventory: InventoryUse,
+) -> Option<CallFacts> {
+    match inventory {
+        InventoryUse::Off => None,
+        InventoryUse::Labels => Some(CallFacts::route(call, key.1, key.2)),
+        InventoryUse::Full => {
+            let sample = call.bodies_kept;
+            Some(CallFacts::extract(call, key.1, key.2, sample, hasher))
+        }
+    }
 }
 
 /// Where a worker's connections put their finished calls; it also decides, as each request
@@ -510,12 +522,14 @@ pub fn worker_count(flag: Option<usize>, configured: usize) -> Result<usize, Fai
 }
 
 /// What the inventory is for in a run, which decides what the workers extract for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InventoryUse {
     /// No inventory: calls are only written (or only counted).
+    #[default]
     Off,
-    /// Only to give each written call its `endpoint`: nothing reads the schemas, parameters
-    /// of bodies or sensitive data, so no body is kept or analysed.
+    /// Only to give each written call its `endpoint`: nothing reads the endpoints' counts,
+    /// schemas, parameters or sensitive data, so only the route of each call is taken
+    /// ([`CallFacts::route`]) and the inventory only labels it ([`Inventory::label`]).
     Labels,
     /// Everything: the inventory itself, findings, state or publishing is wanted.
     Full,

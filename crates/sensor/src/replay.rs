@@ -210,7 +210,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let delivery_wait = std::time::Duration::from_secs(publish_cfg.delivery_wait_secs);
     let flush_every = Duration::from_secs(cfg.state.flush_interval_secs);
     let want_sink = write_calls || inventory.is_some();
-    let sink = Sink::new(
+    let mut sink = Sink::new(
         calls_out,
         inventory,
         hasher.clone(),
@@ -219,6 +219,9 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         publisher,
         flush_every,
     );
+    if inventory_use == InventoryUse::Labels {
+        sink.label_only();
+    }
     // Workers that prepare calls write their lines exactly when the sink would.
     let write_lines = sink.writes_lines();
     let queued = SinkDepth::default();

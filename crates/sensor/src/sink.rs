@@ -25,7 +25,7 @@ use apiscope_publish::{Publisher, Topic};
 use serde_json::Value;
 
 use crate::calls::{self, Released};
-use crate::pipeline::{self, Work};
+use crate::pipeline::{self, InventoryUse, Work};
 use crate::view::{Metric, MetricKind, View};
 
 /// Where the detector's state lives in the state store's blobs.
@@ -46,6 +46,8 @@ pub struct Sink {
     out: Option<Box<dyn Write + Send>>,
     buf: Vec<u8>,
     pub inventory: Option<Inventory>,
+    /// What the inventory is for: with [`InventoryUse::Labels`] it only labels calls.
+    inventory_use: InventoryUse,
     /// Keys the principal hashes in the calls' facts (the state directory's secret, if any).
     hasher: KeyedHasher,
     pub detector: Option<Detector>,
@@ -84,6 +86,11 @@ impl Sink {
         Sink {
             out,
             buf: Vec::with_capacity(1 << 17),
+            inventory_use: if inventory.is_some() {
+                InventoryUse::Full
+            } else {
+                InventoryUse::Off
+            },
             inventory,
             hasher,
             detector,
@@ -99,6 +106,14 @@ impl Sink {
             findings_out: None,
             generation: 0,
             view_cache: None,
+        }
+    }
+
+    /// The inventory only labels the calls (see [`InventoryUse::Labels`]): nothing else
+    /// reads it in this run.
+    pub fn label_only(&mut self) {
+        if self.inventory.is_some() {
+            self.inventory_use = InventoryUse::Labels;
         }
     }
 
@@ -180,10 +195,7 @@ impl Sink {
                 if write {
                     calls::write_head(&mut self.buf, &call, &key);
                 }
-                let facts = self
-                    .inventory
-                    .is_some()
-                    .then(|| pipeline::facts_of(&mut call, &key, &self.hasher));
+                let facts = pipeline::facts_of(&mut call, &key, &self.hasher, self.inventory_use);
                 (facts, Some(call))
             }
             Work::Prepared(facts) => {
@@ -196,6 +208,7 @@ impl Sink {
             }
         };
         let label = match (self.inventory.as_mut(), facts.as_mut()) {
+            (Some(inv), Some(f)) if self.inventory_use == InventoryUse::Labels => inv.label(f),
             (Some(inv), Some(f)) => inv.observe(f),
             _ => None,
         };
