@@ -27,6 +27,10 @@ pub struct OutputConfig {
     pub reorder_max_bytes: usize,
     /// How far capture timestamps may run backwards (`output.reorder_slack_ms`).
     pub reorder_slack_ms: u64,
+    /// Bytes of frames (and their records) per batch from the reader to the workers.
+    pub read_batch_bytes: usize,
+    /// Batches waiting per worker; when full, the reader waits (counted).
+    pub read_queue_batches: usize,
 }
 
 impl Default for OutputConfig {
@@ -36,6 +40,8 @@ impl Default for OutputConfig {
             reorder_max_calls: 200_000,
             reorder_max_bytes: 128 << 20,
             reorder_slack_ms: 1_000,
+            read_batch_bytes: 1 << 20,
+            read_queue_batches: 4,
         }
     }
 }
@@ -423,6 +429,14 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
     check(
         c.inventory.body_sample_every >= 1,
         "[inventory] body_sample_every: must be at least 1",
+    );
+    check(
+        c.output.read_batch_bytes >= 1 << 16,
+        "[output] read_batch_bytes: must be at least 65536",
+    );
+    check(
+        c.output.read_queue_batches >= 1,
+        "[output] read_queue_batches: must be at least 1",
     );
     let r = &c.run;
     check(

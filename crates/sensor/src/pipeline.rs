@@ -3,9 +3,9 @@
 //! to the sink thread, the stages behind the sink (inventory, state store,
 //! detector, publisher) and the sink thread's steps (merge, finish).
 //!
-//! `replay` and `run` differ only in where frames come from and when time moves: `replay`
-//! reads the files on every worker and keeps its shard; `run` hands each worker its frames
-//! over a queue and adds a wall-clock tick (see `run.rs`).
+//! `replay` and `run` differ only in where frames come from and when time moves: `replay`'s
+//! reader hands every worker every frame ([`Frames`]) and each keeps its shard; `run`'s
+//! capture threads hand each worker its own frames and add a wall-clock tick (see `run.rs`).
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context as _;
 use apiscope_capture::{
-    CloseReason, ConnMeta, Duration, Engine, StreamAnomaly, StreamEvent, StreamHandler, Timestamp,
+    CloseReason, ConnMeta, Duration, Engine, LinkType, StreamAnomaly, StreamEvent, StreamHandler,
+    Timestamp,
 };
 use apiscope_detector::Detector;
 use apiscope_http::{Call, CallSink, HttpConfig, HttpConn, HttpStats};
@@ -413,6 +414,55 @@ fn size_class(n: usize) -> usize {
     }
     let step = n.next_power_of_two() / 8;
     n.next_multiple_of(step)
+}
+
+/// One frame of a [`Frames`] batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame {
+    pub ts: Timestamp,
+    pub link: Option<LinkType>,
+    /// Where its bytes are in [`Frames::data`].
+    pub start: u32,
+    pub len: u32,
+    pub wire_len: u32,
+}
+
+/// Frames copied out of a capture's buffer, back to back, on their way to a worker (from a
+/// capture thread of `run`, or `replay`'s reader).
+#[derive(Debug, Default)]
+pub struct Frames {
+    pub data: Vec<u8>,
+    pub frames: Vec<Frame>,
+}
+
+impl Frames {
+    /// The bytes of `f`.
+    pub fn bytes(&self, f: &Frame) -> &[u8] {
+        &self.data[f.start as usize..(f.start + f.len) as usize]
+    }
+
+    /// Copies one frame in (growing only if `data` lacks room: callers reserve).
+    pub fn push(&mut self, ts: Timestamp, link: Option<LinkType>, data: &[u8], wire_len: u32) {
+        let start = u32::try_from(self.data.len()).unwrap_or(u32::MAX);
+        self.data.extend_from_slice(data);
+        self.frames.push(Frame {
+            ts,
+            link,
+            start,
+            len: data.len() as u32,
+            wire_len,
+        });
+    }
+
+    /// Bytes held: the frames' bytes and their records.
+    pub fn len_bytes(&self) -> usize {
+        self.data.len() + self.frames.len() * std::mem::size_of::<Frame>()
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.frames.clear();
+    }
 }
 
 /// Batches sent to the sink thread and not yet taken by it.

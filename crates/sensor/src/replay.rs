@@ -1,14 +1,27 @@
 //! `apiscope replay`: capture files through the pipeline as fast as possible.
 //!
-//! With `--threads N`, each worker reads the files itself and keeps only the connections
-//! whose symmetric flow hash falls in its shard, so one connection never crosses threads and
-//! nothing is copied between them; the results are merged in a fixed order, so the output
-//! does not depend on N.
+//! ```text
+//!  reader thread ──── frames, batched ────▶ worker × N ──── calls, batched ────▶ sink thread
+//!  (libpcap, files     (the same batch to    (engine, HTTP;    bounded queue      (merger, lines,
+//!   in order)          every worker, bounded  keeps its shard)                     inventory, ...)
+//!                      queues: the reader waits)
+//! ```
+//!
+//! One reader thread reads the files (libpcap's read is a quarter of a worker's time
+//! otherwise) and copies the frames into batches of `output.read_batch_bytes`. With
+//! `--threads N`, every worker gets every batch (shared, not copied) and keeps only the
+//! connections whose symmetric flow hash falls in its shard, after IP reassembly, so one
+//! connection never crosses threads; the results are merged in a fixed order, so the output
+//! does not depend on N. A batch's buffer goes back to the reader when its last worker is
+//! done with it: at most `output.read_queue_batches` + 2 buffers exist at once (those queued
+//! for the slowest worker, its current one, and the one being filled), whatever N. When a
+//! queue is full, the reader waits (counted in `read_queue_full`).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -20,8 +33,8 @@ use clap::Args;
 use crate::calls::{Batch, Merger};
 use crate::config::{self, Config};
 use crate::pipeline::{
-    self, finish_sink, open_output, sink_batch, trim_top, InventoryUse, SinkDepth, SinkResult,
-    SpareReceiver, StageOptions, Stages, StreamReport, Work, BATCH, CLOSE_REASONS,
+    self, finish_sink, open_output, sink_batch, trim_top, Frame, Frames, InventoryUse, SinkDepth,
+    SinkResult, SpareReceiver, StageOptions, Stages, StreamReport, Work, BATCH, CLOSE_REASONS,
 };
 use crate::sink::Sink;
 use crate::Failure;
@@ -82,15 +95,16 @@ struct WorkerResult {
     report: StreamReport,
     http: HttpStats,
     calls: u64,
-    /// Files that ended early (truncated or damaged), as warnings.
-    warnings: Vec<String>,
 }
 
 struct WorkerCtx<'a> {
-    files: &'a [PathBuf],
     cfg: &'a Config,
     shard: u64,
     shards: u64,
+    /// Batches of frames from the reader, shared by every worker.
+    frames: Receiver<Arc<Frames>>,
+    /// Where a batch goes back to the reader once every worker is done with it.
+    spent_frames: Sender<Frames>,
     calls_tx: Option<SyncSender<Batch<Work>>>,
     write_calls: bool,
     inventory: InventoryUse,
@@ -104,7 +118,7 @@ struct WorkerCtx<'a> {
     report: bool,
 }
 
-fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
+fn worker(w: WorkerCtx<'_>) -> WorkerResult {
     let mut engine = pipeline::new_engine(
         w.cfg,
         w.write_calls,
@@ -116,9 +130,8 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
     .with_shard(w.shard, w.shards);
     engine
         .handler_mut()
-        .connect_sink(std::sync::Arc::clone(w.queued), w.spare);
+        .connect_sink(Arc::clone(w.queued), w.spare);
     let slack = Duration::from_millis(w.cfg.output.reorder_slack_ms);
-    let mut warnings = Vec::new();
     let send = |engine: &mut apiscope_capture::Engine<pipeline::Pipeline>, last: bool| {
         let Some(tx) = &w.calls_tx else { return };
         let now = engine.now();
@@ -129,23 +142,16 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
         // A closed receiver means the writer failed; it reports that itself.
         let _ = tx.send(batch);
     };
-    for path in w.files {
-        let mut src = FileSource::open(path)?;
-        loop {
-            match src.next_packet() {
-                Ok(Some(p)) => {
-                    engine.process(p.ts, p.link, p.data, p.wire_len);
-                    if engine.handler().batch.len() >= BATCH {
-                        send(&mut engine, false);
-                    }
-                }
-                Ok(None) => break,
-                Err(e @ SourceError::Truncated { .. }) => {
-                    warnings.push(e.to_string());
-                    break;
-                }
-                Err(e) => return Err(e),
+    for batch in w.frames {
+        for f in &batch.frames {
+            engine.process(f.ts, f.link, batch.bytes(f), f.wire_len);
+            if engine.handler().batch.len() >= BATCH {
+                send(&mut engine, false);
             }
+        }
+        // Exactly one worker, the last to let go, gets the buffer back.
+        if let Some(frames) = Arc::into_inner(batch) {
+            let _ = w.spent_frames.send(frames);
         }
     }
     engine.finish();
@@ -154,13 +160,88 @@ fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
     let p = engine.into_handler();
     let mut report = p.report;
     trim_top(&mut report.top);
-    Ok(WorkerResult {
+    WorkerResult {
         counters,
         report,
         http: p.http_stats,
         calls: p.calls,
-        warnings,
-    })
+    }
+}
+
+/// What the reader thread returns.
+#[derive(Debug, Default)]
+struct ReadResult {
+    /// Files that ended early (truncated or damaged), as warnings.
+    warnings: Vec<String>,
+    /// Times a worker's queue was full and the reader waited.
+    queue_full: u64,
+}
+
+/// Reads `files` in order, handing every worker the same batches of frames (see the module
+/// overview); stops early, without error, when every worker has gone.
+fn reader(
+    files: &[PathBuf],
+    workers: &[SyncSender<Arc<Frames>>],
+    spent: &Receiver<Frames>,
+    batch_bytes: usize,
+) -> Result<ReadResult, SourceError> {
+    let mut out = ReadResult::default();
+    let fresh = |spent: &Receiver<Frames>| {
+        let mut b = spent.try_recv().unwrap_or_default();
+        b.clear();
+        // Allocated once at its full size: a batch never grows (but for a frame larger
+        // than a batch, which goes alone).
+        if b.data.capacity() < batch_bytes {
+            b.data = Vec::with_capacity(batch_bytes);
+        }
+        b
+    };
+    let hand_over = |b: Frames, out: &mut ReadResult| -> bool {
+        let b = Arc::new(b);
+        let mut delivered = false;
+        for tx in workers {
+            let sent = match tx.try_send(Arc::clone(&b)) {
+                Ok(()) => true,
+                Err(TrySendError::Full(b)) => {
+                    out.queue_full += 1;
+                    tx.send(b).is_ok()
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            };
+            delivered |= sent;
+        }
+        delivered
+    };
+    let mut batch = fresh(spent);
+    for path in files {
+        let mut src = FileSource::open(path)?;
+        loop {
+            match src.next_packet() {
+                Ok(Some(p)) => {
+                    let record = std::mem::size_of::<Frame>();
+                    if !batch.frames.is_empty()
+                        && batch.len_bytes() + p.data.len() + record > batch_bytes
+                    {
+                        if !hand_over(std::mem::take(&mut batch), &mut out) {
+                            return Ok(out);
+                        }
+                        batch = fresh(spent);
+                    }
+                    batch.push(p.ts, p.link, p.data, p.wire_len);
+                }
+                Ok(None) => break,
+                Err(e @ SourceError::Truncated { .. }) => {
+                    out.warnings.push(e.to_string());
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if !batch.frames.is_empty() {
+        hand_over(batch, &mut out);
+    }
+    Ok(out)
 }
 
 pub fn run(args: ReplayArgs) -> Result<(), Failure> {
@@ -226,7 +307,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let write_lines = sink.writes_lines();
     let queued = SinkDepth::default();
     let started = Instant::now();
-    let (results, sunk) = std::thread::scope(|s| {
+    let (read, results, sunk) = std::thread::scope(|s| {
         let queued = &queued;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<Work>>(threads * 4);
         let (spare_tx, mut spare_rx): (Vec<_>, Vec<_>) =
@@ -244,14 +325,17 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                 finish_sink(sink, m, delivery_wait)
             })
         });
-        let handles: Vec<_> = (0..threads as u64)
+        let (spent_tx, spent_rx) = std::sync::mpsc::channel();
+        let (frames_tx, handles): (Vec<_>, Vec<_>) = (0..threads as u64)
             .zip(spare_rx.drain(..))
             .map(|(i, spare)| {
+                let (frames_tx, frames) = sync_channel(cfg.output.read_queue_batches);
                 let ctx = WorkerCtx {
-                    files: &args.captures,
                     cfg: &cfg,
                     shard: i,
                     shards: threads as u64,
+                    frames,
+                    spent_frames: spent_tx.clone(),
                     calls_tx: sink_thread.is_some().then(|| tx.clone()),
                     write_calls: write_lines,
                     inventory: inventory_use,
@@ -261,31 +345,34 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
                     stage: args.stage,
                     report: args.report,
                 };
-                s.spawn(move || worker(ctx))
+                (frames_tx, s.spawn(move || worker(ctx)))
             })
-            .collect();
-        drop(tx);
+            .unzip();
+        drop((tx, spent_tx));
+        let captures = &args.captures;
+        let batch_bytes = cfg.output.read_batch_bytes;
+        let read = s
+            .spawn(move || reader(captures, &frames_tx, &spent_rx, batch_bytes))
+            .join()
+            .expect("replay reader panicked");
         let results: Vec<_> = handles
             .into_iter()
             .map(|h| h.join().expect("replay worker panicked"))
             .collect();
         let sunk = sink_thread.map(|w| w.join().expect("sink thread panicked"));
-        (results, sunk)
+        (read, results, sunk)
     });
+    let read = read.context("replay failed")?;
+    let mut warnings = read.warnings;
     let mut counters = Counters::default();
     let mut report = StreamReport::default();
     let mut http = HttpStats::default();
     let mut calls = 0;
-    let mut warnings = Vec::new();
     for r in results {
-        let r = r.context("replay failed")?;
         counters.merge(&r.counters);
         report.merge(r.report);
         http.merge(&r.http);
         calls += r.calls;
-        if warnings.is_empty() {
-            warnings = r.warnings;
-        }
     }
     let mut inventory = None;
     let mut detector = None;
@@ -392,6 +479,9 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             .filter(|(name, v)| shown(name, *v))
         {
             eprintln!("  {name:<28} {v}");
+        }
+        if read.queue_full > 0 {
+            eprintln!("  {:<28} {}", "read_queue_full", read.queue_full);
         }
         if let Some(inv) = &inventory {
             for (name, v) in inv.counters().into_iter().filter(|(_, v)| *v > 0) {
@@ -541,4 +631,84 @@ fn print_report(
         writeln!(out, "  {name:<24} {v}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/demo/demo.pcap")
+    }
+
+    #[test]
+    fn every_worker_gets_every_frame_in_order_in_bounded_batches() {
+        // Tiny batches and one-batch queues: the reader waits on the workers, recycles the
+        // buffers they give back, and no batch grows past its size.
+        let batch_bytes = 4096;
+        let (spent_tx, spent_rx) = std::sync::mpsc::channel();
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| sync_channel(1)).unzip();
+        let files = vec![demo(), demo()];
+        let (read, seen) = std::thread::scope(|s| {
+            let workers: Vec<_> = rxs
+                .into_iter()
+                .map(|rx: Receiver<Arc<Frames>>| {
+                    let spent_tx = spent_tx.clone();
+                    s.spawn(move || {
+                        let mut seen = Vec::new();
+                        let mut biggest = 0;
+                        for b in rx {
+                            biggest = biggest.max(b.data.capacity());
+                            seen.extend(b.frames.iter().map(|f| (f.ts, b.bytes(f).to_vec())));
+                            if let Some(b) = Arc::into_inner(b) {
+                                spent_tx.send(b).unwrap();
+                            }
+                        }
+                        (seen, biggest)
+                    })
+                })
+                .collect();
+            let read = reader(&files, &txs, &spent_rx, batch_bytes).unwrap();
+            drop(txs);
+            let seen: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+            (read, seen)
+        });
+        let mut want = Vec::new();
+        for f in &files {
+            let mut src = FileSource::open(f).unwrap();
+            while let Some(p) = src.next_packet().unwrap() {
+                want.push((p.ts, p.data.to_vec()));
+            }
+        }
+        assert!(want.len() > 200, "the demo has frames");
+        for (frames, biggest) in &seen {
+            assert_eq!(frames, &want, "every frame, in file order, to every worker");
+            assert_eq!(
+                *biggest, batch_bytes,
+                "batches never grow (no frame is bigger)"
+            );
+        }
+        assert!(read.queue_full > 0, "one-batch queues fill up");
+        assert!(read.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_truncated_file_is_a_warning_and_the_frames_before_it_are_kept() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/capture");
+        let (tx, rx) = sync_channel(1000);
+        let (_spent_tx, spent_rx) = std::sync::mpsc::channel();
+        let files = vec![dir.join("file_truncated_record.pcap"), demo()];
+        let read = reader(&files, &[tx], &spent_rx, 1 << 16).unwrap();
+        assert_eq!(read.warnings.len(), 1, "{:?}", read.warnings);
+        let frames: usize = rx.try_iter().map(|b| b.frames.len()).sum();
+        let mut demo_frames = 0;
+        let mut src = FileSource::open(&demo()).unwrap();
+        while src.next_packet().unwrap().is_some() {
+            demo_frames += 1;
+        }
+        assert!(
+            frames > demo_frames,
+            "the next file is read after the truncated one"
+        );
+    }
 }

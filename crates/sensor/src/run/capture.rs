@@ -31,31 +31,7 @@ use apiscope_capture::{
 };
 
 use super::telemetry::{wall_now, SourceStats, Telemetry};
-
-/// One frame of a [`Frames`] batch.
-#[derive(Debug, Clone, Copy)]
-pub struct Frame {
-    pub ts: Timestamp,
-    pub link: Option<LinkType>,
-    /// Where its bytes are in [`Frames::data`].
-    pub start: u32,
-    pub len: u32,
-    pub wire_len: u32,
-}
-
-/// Frames copied out of the capture buffer, back to back, on their way to one worker.
-#[derive(Debug, Default)]
-pub struct Frames {
-    pub data: Vec<u8>,
-    pub frames: Vec<Frame>,
-}
-
-impl Frames {
-    /// The bytes of `f`.
-    pub fn bytes(&self, f: &Frame) -> &[u8] {
-        &self.data[f.start as usize..(f.start + f.len) as usize]
-    }
-}
+use crate::pipeline::Frames;
 
 /// Bounds of a batch.
 #[derive(Debug, Clone, Copy)]
@@ -158,15 +134,7 @@ impl Router {
             b.data.reserve_exact(self.limits.max_bytes.max(data.len()));
             b.frames.reserve_exact(self.limits.max_frames);
         }
-        let start = u32::try_from(b.data.len()).unwrap_or(u32::MAX);
-        b.data.extend_from_slice(data);
-        b.frames.push(Frame {
-            ts,
-            link,
-            start,
-            len: data.len() as u32,
-            wire_len,
-        });
+        b.push(ts, link, data, wire_len);
         if b.frames.len() >= self.limits.max_frames || b.data.len() >= self.limits.max_bytes {
             self.send(w, false);
         }

@@ -16,9 +16,9 @@ use std::time::{Duration as StdDuration, Instant};
 
 use apiscope_capture::{Duration, Engine, Timestamp};
 
-use super::capture::Frames;
 use super::telemetry::{Telemetry, WorkerSnapshot};
 use crate::calls::Batch;
+use crate::pipeline::Frames;
 use crate::pipeline::{Pipeline, Work, BATCH};
 
 /// A worker's settings.
