@@ -31,6 +31,21 @@ pub struct OutputConfig {
     pub read_batch_bytes: usize,
     /// Batches waiting per worker; when full, the reader waits (counted).
     pub read_queue_batches: usize,
+    /// Whether a reader thread reads the files for the workers (`output.reader`).
+    pub reader: ReaderMode,
+}
+
+/// `output.reader`: who reads `replay`'s capture files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReaderMode {
+    /// A reader thread when it has a core to itself (`threads` + 2 cores), or when the
+    /// workers are the busy side (no full inventory); else the workers.
+    Auto,
+    /// Always a reader thread.
+    Thread,
+    /// Always the workers, each reading every file.
+    Workers,
 }
 
 impl Default for OutputConfig {
@@ -42,6 +57,7 @@ impl Default for OutputConfig {
             reorder_slack_ms: 1_000,
             read_batch_bytes: 1 << 20,
             read_queue_batches: 4,
+            reader: ReaderMode::Auto,
         }
     }
 }

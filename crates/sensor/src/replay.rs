@@ -8,7 +8,8 @@
 //! ```
 //!
 //! One reader thread reads the files (libpcap's read is a quarter of a worker's time
-//! otherwise) and copies the frames into batches of `output.read_batch_bytes`. With
+//! otherwise) and copies the frames into batches of `output.read_batch_bytes` (unless
+//! `output.reader` says the workers read the files themselves: see [`use_reader`]). With
 //! `--threads N`, every worker gets every batch (shared, not copied) and keeps only the
 //! connections whose symmetric flow hash falls in its shard, after IP reassembly, so one
 //! connection never crosses threads; the results are merged in a fixed order, so the output
@@ -25,13 +26,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use apiscope_capture::{Counters, Duration, FileSource, SourceError};
+use apiscope_capture::{Counters, Duration, FileSource, Packet, SourceError};
 use apiscope_http::HttpStats;
 use apiscope_inventory::keyed::KeyedHasher;
 use clap::Args;
 
 use crate::calls::{Batch, Merger};
-use crate::config::{self, Config};
+use crate::config::{self, Config, ReaderMode};
 use crate::pipeline::{
     self, finish_sink, open_output, sink_batch, trim_top, Frame, Frames, InventoryUse, SinkDepth,
     SinkResult, SpareReceiver, StageOptions, Stages, StreamReport, Work, BATCH, CLOSE_REASONS,
@@ -95,16 +96,27 @@ struct WorkerResult {
     report: StreamReport,
     http: HttpStats,
     calls: u64,
+    /// What it read, when it read the files itself.
+    read: ReadResult,
+}
+
+/// Where a worker's frames come from.
+enum Input<'a> {
+    /// The reader thread's batches, shared by every worker; a batch goes back to the reader
+    /// (`spent`) once every worker is done with it.
+    Reader {
+        frames: Receiver<Arc<Frames>>,
+        spent: Sender<Frames>,
+    },
+    /// The files, read by the worker itself.
+    Files(&'a [PathBuf]),
 }
 
 struct WorkerCtx<'a> {
     cfg: &'a Config,
     shard: u64,
     shards: u64,
-    /// Batches of frames from the reader, shared by every worker.
-    frames: Receiver<Arc<Frames>>,
-    /// Where a batch goes back to the reader once every worker is done with it.
-    spent_frames: Sender<Frames>,
+    input: Input<'a>,
     calls_tx: Option<SyncSender<Batch<Work>>>,
     write_calls: bool,
     inventory: InventoryUse,
@@ -118,7 +130,7 @@ struct WorkerCtx<'a> {
     report: bool,
 }
 
-fn worker(w: WorkerCtx<'_>) -> WorkerResult {
+fn worker(w: WorkerCtx<'_>) -> Result<WorkerResult, SourceError> {
     let mut engine = pipeline::new_engine(
         w.cfg,
         w.write_calls,
@@ -142,16 +154,30 @@ fn worker(w: WorkerCtx<'_>) -> WorkerResult {
         // A closed receiver means the writer failed; it reports that itself.
         let _ = tx.send(batch);
     };
-    for batch in w.frames {
-        for f in &batch.frames {
-            engine.process(f.ts, f.link, batch.bytes(f), f.wire_len);
-            if engine.handler().batch.len() >= BATCH {
-                send(&mut engine, false);
+    let mut frame = |ts, link, data: &[u8], wire_len| {
+        engine.process(ts, link, data, wire_len);
+        if engine.handler().batch.len() >= BATCH {
+            send(&mut engine, false);
+        }
+    };
+    let mut read = ReadResult::default();
+    match w.input {
+        Input::Reader { frames, spent } => {
+            for batch in frames {
+                for f in &batch.frames {
+                    frame(f.ts, f.link, batch.bytes(f), f.wire_len);
+                }
+                // Exactly one worker, the last to let go, gets the buffer back.
+                if let Some(b) = Arc::into_inner(batch) {
+                    let _ = spent.send(b);
+                }
             }
         }
-        // Exactly one worker, the last to let go, gets the buffer back.
-        if let Some(frames) = Arc::into_inner(batch) {
-            let _ = w.spent_frames.send(frames);
+        Input::Files(files) => {
+            read.warnings = read_files(files, |p| {
+                frame(p.ts, p.link, p.data, p.wire_len);
+                true
+            })?;
         }
     }
     engine.finish();
@@ -160,33 +186,63 @@ fn worker(w: WorkerCtx<'_>) -> WorkerResult {
     let p = engine.into_handler();
     let mut report = p.report;
     trim_top(&mut report.top);
-    WorkerResult {
+    Ok(WorkerResult {
         counters,
         report,
         http: p.http_stats,
         calls: p.calls,
-    }
+        read,
+    })
 }
 
-/// What the reader thread returns.
+/// What was read of the files.
 #[derive(Debug, Default)]
 struct ReadResult {
     /// Files that ended early (truncated or damaged), as warnings.
     warnings: Vec<String>,
-    /// Times a worker's queue was full and the reader waited.
+    /// Times a worker's queue was full and the reader thread waited.
     queue_full: u64,
 }
 
-/// Reads `files` in order, handing every worker the same batches of frames (see the module
-/// overview); stops early, without error, when every worker has gone.
+/// Reads `files` in order, one timeline, handing each packet to `each` (which returns false
+/// to stop); a file that ends early (truncated or damaged) is a warning, and the next file
+/// is read.
+fn read_files(
+    files: &[PathBuf],
+    mut each: impl FnMut(Packet<'_>) -> bool,
+) -> Result<Vec<String>, SourceError> {
+    let mut warnings = Vec::new();
+    for path in files {
+        let mut src = FileSource::open(path)?;
+        loop {
+            match src.next_packet() {
+                Ok(Some(p)) => {
+                    if !each(p) {
+                        return Ok(warnings);
+                    }
+                }
+                Ok(None) => break,
+                Err(e @ SourceError::Truncated { .. }) => {
+                    warnings.push(e.to_string());
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+/// The reader thread: reads `files`, handing every worker the same batches of frames (see
+/// the module overview); stops early, without error, when every worker has gone.
 fn reader(
     files: &[PathBuf],
     workers: &[SyncSender<Arc<Frames>>],
     spent: &Receiver<Frames>,
     batch_bytes: usize,
 ) -> Result<ReadResult, SourceError> {
-    let mut out = ReadResult::default();
-    let fresh = |spent: &Receiver<Frames>| {
+    let mut queue_full = 0;
+    let fresh = || {
         let mut b = spent.try_recv().unwrap_or_default();
         b.clear();
         // Allocated once at its full size: a batch never grows (but for a frame larger
@@ -196,14 +252,14 @@ fn reader(
         }
         b
     };
-    let hand_over = |b: Frames, out: &mut ReadResult| -> bool {
+    let mut hand_over = |b: Frames| -> bool {
         let b = Arc::new(b);
         let mut delivered = false;
         for tx in workers {
             let sent = match tx.try_send(Arc::clone(&b)) {
                 Ok(()) => true,
                 Err(TrySendError::Full(b)) => {
-                    out.queue_full += 1;
+                    queue_full += 1;
                     tx.send(b).is_ok()
                 }
                 Err(TrySendError::Disconnected(_)) => false,
@@ -212,36 +268,39 @@ fn reader(
         }
         delivered
     };
-    let mut batch = fresh(spent);
-    for path in files {
-        let mut src = FileSource::open(path)?;
-        loop {
-            match src.next_packet() {
-                Ok(Some(p)) => {
-                    let record = std::mem::size_of::<Frame>();
-                    if !batch.frames.is_empty()
-                        && batch.len_bytes() + p.data.len() + record > batch_bytes
-                    {
-                        if !hand_over(std::mem::take(&mut batch), &mut out) {
-                            return Ok(out);
-                        }
-                        batch = fresh(spent);
-                    }
-                    batch.push(p.ts, p.link, p.data, p.wire_len);
-                }
-                Ok(None) => break,
-                Err(e @ SourceError::Truncated { .. }) => {
-                    out.warnings.push(e.to_string());
-                    break;
-                }
-                Err(e) => return Err(e),
+    let mut batch = fresh();
+    let record = std::mem::size_of::<Frame>();
+    let warnings = read_files(files, |p| {
+        if !batch.frames.is_empty() && batch.len_bytes() + p.data.len() + record > batch_bytes {
+            if !hand_over(std::mem::take(&mut batch)) {
+                return false;
             }
+            batch = fresh();
+        }
+        batch.push(p.ts, p.link, p.data, p.wire_len);
+        true
+    })?;
+    if !batch.frames.is_empty() {
+        hand_over(batch);
+    }
+    Ok(ReadResult {
+        warnings,
+        queue_full,
+    })
+}
+
+/// Whether a reader thread reads the files (see `output.reader`). Measured on two cores: with
+/// the full inventory the sink thread is the busy one, and a third busy thread costs it
+/// more than the read saves the worker.
+fn use_reader(mode: ReaderMode, threads: usize, inventory: InventoryUse) -> bool {
+    match mode {
+        ReaderMode::Thread => true,
+        ReaderMode::Workers => false,
+        ReaderMode::Auto => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            threads + 2 <= cores || inventory != InventoryUse::Full
         }
     }
-    if !batch.frames.is_empty() {
-        hand_over(batch, &mut out);
-    }
-    Ok(out)
 }
 
 pub fn run(args: ReplayArgs) -> Result<(), Failure> {
@@ -326,16 +385,24 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             })
         });
         let (spent_tx, spent_rx) = std::sync::mpsc::channel();
+        let reading = use_reader(cfg.output.reader, threads, inventory_use);
         let (frames_tx, handles): (Vec<_>, Vec<_>) = (0..threads as u64)
             .zip(spare_rx.drain(..))
             .map(|(i, spare)| {
                 let (frames_tx, frames) = sync_channel(cfg.output.read_queue_batches);
+                let input = if reading {
+                    Input::Reader {
+                        frames,
+                        spent: spent_tx.clone(),
+                    }
+                } else {
+                    Input::Files(&args.captures)
+                };
                 let ctx = WorkerCtx {
                     cfg: &cfg,
                     shard: i,
                     shards: threads as u64,
-                    frames,
-                    spent_frames: spent_tx.clone(),
+                    input,
                     calls_tx: sink_thread.is_some().then(|| tx.clone()),
                     write_calls: write_lines,
                     inventory: inventory_use,
@@ -351,10 +418,14 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         drop((tx, spent_tx));
         let captures = &args.captures;
         let batch_bytes = cfg.output.read_batch_bytes;
-        let read = s
-            .spawn(move || reader(captures, &frames_tx, &spent_rx, batch_bytes))
-            .join()
-            .expect("replay reader panicked");
+        let read = if reading {
+            s.spawn(move || reader(captures, &frames_tx, &spent_rx, batch_bytes))
+                .join()
+                .expect("replay reader panicked")
+        } else {
+            drop(frames_tx);
+            Ok(ReadResult::default())
+        };
         let results: Vec<_> = handles
             .into_iter()
             .map(|h| h.join().expect("replay worker panicked"))
@@ -362,18 +433,23 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         let sunk = sink_thread.map(|w| w.join().expect("sink thread panicked"));
         (read, results, sunk)
     });
-    let read = read.context("replay failed")?;
-    let mut warnings = read.warnings;
+    let mut read = read.context("replay failed")?;
     let mut counters = Counters::default();
     let mut report = StreamReport::default();
     let mut http = HttpStats::default();
     let mut calls = 0;
     for r in results {
+        let r = r.context("replay failed")?;
         counters.merge(&r.counters);
         report.merge(r.report);
         http.merge(&r.http);
         calls += r.calls;
+        // Workers that read the files all saw the same ones.
+        if read.warnings.is_empty() {
+            read.warnings = r.read.warnings;
+        }
     }
+    let mut warnings = std::mem::take(&mut read.warnings);
     let mut inventory = None;
     let mut detector = None;
     let mut state_flushes = 0;

@@ -23,7 +23,40 @@ fn calls_are_identical_for_any_thread_count() {
     assert!(one.status.success());
     let lines = String::from_utf8(one.stdout.clone()).unwrap();
     assert_eq!(lines.lines().count(), 122, "the demo holds 122 calls");
-    for n in ["2", "3", "5"] {
+    // Read by a reader thread (the smallest batches and queues) or by every worker.
+    let dir = scratch("reader-modes");
+    let configs: Vec<String> = ["thread", "workers"]
+        .iter()
+        .map(|mode| {
+            let cfg = dir.join(format!("{mode}.toml"));
+            std::fs::write(
+                &cfg,
+                format!(
+                    "[output]\nreader = \"{mode}\"\nread_batch_bytes = 65536\nread_queue_batches = 1\n"
+                ),
+            )
+            .unwrap();
+            cfg.to_str().unwrap().to_owned()
+        })
+        .collect();
+    for n in ["1", "2", "3", "5"] {
+        for cfg in &configs {
+            let other = apiscope(&[
+                "replay",
+                "--config",
+                cfg,
+                "--threads",
+                n,
+                "--calls",
+                "-",
+                demo,
+            ]);
+            assert!(other.status.success());
+            assert_eq!(
+                one.stdout, other.stdout,
+                "--threads {n} with {cfg} differs from --threads 1"
+            );
+        }
         let other = apiscope(&["replay", "--threads", n, "--calls", "-", demo]);
         assert!(other.status.success());
         assert_eq!(
