@@ -3,7 +3,7 @@
 #![no_main]
 
 use apiscope_capture::{Direction, Timestamp};
-use apiscope_http::{Call, CallSink, HttpConfig, HttpConn, HttpStats};
+use apiscope_http::{Call, CallSink, CallStart, HttpConfig, HttpConn, HttpStats};
 use libfuzzer_sys::fuzz_target;
 
 /// Keeps the bodies of calls whose index has the bit of `mask` set (all, none, or some).
@@ -17,8 +17,8 @@ impl CallSink for Sink {
         self.calls.push(call);
     }
 
-    fn keep_bodies(&mut self, _: Option<&str>, _: &str, _: &str, seq: u64) -> bool {
-        self.mask & (1 << (seq % 8)) != 0
+    fn keep_bodies(&mut self, call: CallStart<'_>) -> bool {
+        self.mask & (1 << (call.seq() % 8)) != 0
     }
 }
 

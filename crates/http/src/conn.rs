@@ -32,13 +32,44 @@ pub trait CallSink {
     fn push(&mut self, call: Call);
 
     /// Asked once per request head, before any byte of its body: whether to keep the bodies
-    /// of this call (the request's and its response's). When not, they are only measured:
-    /// no prefix is kept, and a body that is only gzip-encoded is not inflated: its decoded
-    /// length is read from the gzip trailer (see [`Body::bytes`](crate::Body::bytes)).
-    /// `seq` is the index the call will have on its connection.
-    fn keep_bodies(&mut self, host: Option<&str>, method: &str, path: &str, seq: u64) -> bool {
-        let _ = (host, method, path, seq);
+    /// of the call it starts (the request's and its response's). When not, they are only
+    /// measured: no prefix is kept, and a body that is only gzip-encoded is not inflated:
+    /// its decoded length is read from the gzip trailer (see
+    /// [`Body::bytes`](crate::Body::bytes)).
+    fn keep_bodies(&mut self, call: CallStart<'_>) -> bool {
+        let _ = call;
         true
+    }
+}
+
+/// The call a [`CallSink::keep_bodies`] question is about, as its request head says; its
+/// host and path are only looked for when asked.
+#[derive(Debug, Clone, Copy)]
+pub struct CallStart<'a> {
+    method: &'a str,
+    target: &'a str,
+    headers: &'a Headers,
+    seq: u64,
+}
+
+impl<'a> CallStart<'a> {
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// As [`Request::host`].
+    pub fn host(&self) -> Option<&'a str> {
+        host_of(self.method, self.target, self.headers)
+    }
+
+    /// As [`Request::path`].
+    pub fn path(&self) -> &'a str {
+        path_of(self.target)
+    }
+
+    /// The index the call will have on its connection.
+    pub fn seq(&self) -> u64 {
+        self.seq
     }
 }
 
@@ -1059,22 +1090,22 @@ impl HttpConn {
             .map(|t| (t.id, t.info))
     }
 
-    /// The response to the oldest waiting request was lost.
     /// Asks the sink whether to keep the bodies of the call `head` starts (counted in
     /// `calls_bodies_measured` when not).
     fn keep_bodies(&self, head: &ReqHead, out: &mut dyn CallSink, stats: &mut HttpStats) -> bool {
-        let keep = out.keep_bodies(
-            host_of(&head.method, &head.target, &head.headers),
-            &head.method,
-            path_of(&head.target),
-            self.next_seq,
-        );
+        let keep = out.keep_bodies(CallStart {
+            method: &head.method,
+            target: &head.target,
+            headers: &head.headers,
+            seq: self.next_seq,
+        });
         if !keep {
             stats.calls_bodies_measured += 1;
         }
         keep
     }
 
+    /// The response to the oldest waiting request was lost.
     fn lose_response(&mut self, a: Option<Anomaly>, out: &mut dyn CallSink, stats: &mut HttpStats) {
         if let Some(t) = self
             .pending

@@ -128,7 +128,7 @@ mod stats;
 
 pub use anomaly::{Anomalies, Anomaly};
 pub use config::HttpConfig;
-pub use conn::{CallSink, HttpConn};
+pub use conn::{CallSink, CallStart, HttpConn};
 pub use message::{
     owned_capacity, Body, Call, Header, HeaderIter, Headers, Request, Response, Version,
 };

@@ -18,7 +18,7 @@ use apiscope_capture::{
     Timestamp,
 };
 use apiscope_detector::Detector;
-use apiscope_http::{Call, CallSink, HttpConfig, HttpConn, HttpStats};
+use apiscope_http::{Call, CallSink, CallStart, HttpConfig, HttpConn, HttpStats};
 use apiscope_inventory::inventory::{BodySampler, CallFacts, Inventory};
 use apiscope_inventory::keyed::KeyedHasher;
 use apiscope_inventory::spec::{Spec, SpecSet};
@@ -544,10 +544,17 @@ impl CallSink for Finished {
         self.calls.push(call);
     }
 
-    fn keep_bodies(&mut self, host: Option<&str>, method: &str, path: &str, seq: u64) -> bool {
-        self.sampler
-            .as_mut()
-            .is_some_and(|s| s.sample(host, method, path, self.flow_hash, seq))
+    fn keep_bodies(&mut self, call: CallStart<'_>) -> bool {
+        // Without a sampler, not even the host is looked for.
+        self.sampler.as_mut().is_some_and(|s| {
+            s.sample(
+                call.host(),
+                call.method(),
+                call.path(),
+                self.flow_hash,
+                call.seq(),
+            )
+        })
     }
 }
 

@@ -3,7 +3,9 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 use apiscope_capture::{Direction, Timestamp};
-use apiscope_http::{Anomalies, Anomaly, Call, CallSink, HttpConfig, HttpConn, HttpStats};
+use apiscope_http::{
+    Anomalies, Anomaly, Call, CallSink, CallStart, HttpConfig, HttpConn, HttpStats,
+};
 
 #[derive(Debug, Clone)]
 pub enum Ev {
@@ -94,14 +96,14 @@ impl CallSink for Choosy {
         self.calls.push(call);
     }
 
-    fn keep_bodies(&mut self, host: Option<&str>, method: &str, path: &str, seq: u64) -> bool {
+    fn keep_bodies(&mut self, call: CallStart<'_>) -> bool {
         self.asked.push((
-            host.map(str::to_owned),
-            method.to_owned(),
-            path.to_owned(),
-            seq,
+            call.host().map(str::to_owned),
+            call.method().to_owned(),
+            call.path().to_owned(),
+            call.seq(),
         ));
-        (self.keep)(path)
+        (self.keep)(call.path())
     }
 }
 
