@@ -46,11 +46,15 @@ pub enum Anomaly {
     PendingOverflow = 13,
     /// More encodings stacked than `max_encoding_layers`; the body is kept undecoded.
     TooManyEncodings = 14,
+    /// A request that announced a body with `Expect: 100-continue` and got a final response
+    /// before sending any of it; the client went on with its next request instead, so the
+    /// body was never sent (its length is 0).
+    BodyNotSent = 15,
 }
 
 impl Anomaly {
     /// Every kind, in bit order.
-    pub const ALL: [Anomaly; 15] = [
+    pub const ALL: [Anomaly; 16] = [
         Anomaly::AmbiguousFraming,
         Anomaly::ConflictingContentLength,
         Anomaly::InvalidContentLength,
@@ -66,6 +70,7 @@ impl Anomaly {
         Anomaly::InvalidChunk,
         Anomaly::PendingOverflow,
         Anomaly::TooManyEncodings,
+        Anomaly::BodyNotSent,
     ];
 
     /// A stable snake_case name, for logs and event schemas.
@@ -86,6 +91,7 @@ impl Anomaly {
             Anomaly::InvalidChunk => "invalid_chunk",
             Anomaly::PendingOverflow => "pending_overflow",
             Anomaly::TooManyEncodings => "too_many_encodings",
+            Anomaly::BodyNotSent => "body_not_sent",
         }
     }
 

@@ -256,6 +256,11 @@ struct Msg {
     /// Response: the connection stops being HTTP after it.
     tunnel_after: bool,
     head_bytes: usize,
+    /// Request: sent `Expect: 100-continue` with a body announced, and no body byte yet.
+    expects_continue: bool,
+    /// Request, while `expects_continue`: a final response came first (the expectation was
+    /// refused), so the client may go on with its next request instead of the body.
+    refused: bool,
 }
 
 struct Side {
@@ -1205,6 +1210,11 @@ impl HttpConn {
         };
         let ts_end = ctx.ts_at(end - 1);
         let head_bytes = head.heap_size();
+        let expects_continue = matches!(fr, Framing::Length(1..) | Framing::Chunked)
+            && head
+                .headers
+                .get("expect")
+                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
         self.sides[d].cur = Some(Box::new(Msg {
             head: MsgHead::Req(head),
             ts,
@@ -1215,6 +1225,8 @@ impl HttpConn {
             connect: info.connect,
             tunnel_after: false,
             head_bytes,
+            expects_continue,
+            refused: false,
         }));
         match fr {
             Framing::None | Framing::Close => self.finish(cfg, d, Some(ts_end), false, out, stats),
@@ -1334,6 +1346,8 @@ impl HttpConn {
             connect: false,
             tunnel_after: false,
             head_bytes,
+            expects_continue: false,
+            refused: false,
         }));
         self.finish(cfg, d, Some(ts_end), false, out, stats);
     }
@@ -1461,6 +1475,12 @@ impl HttpConn {
             Some((id, info)) => {
                 self.claim(id);
                 self.sides[d].claim = Some(id);
+                // A final answer before the body an `Expect: 100-continue` held back.
+                if let Some(m) = self.sides[1 - d].cur.as_deref_mut() {
+                    if m.txn == id && m.expects_continue && status >= 200 {
+                        m.refused = true;
+                    }
+                }
                 info
             }
             None => ReqInfo::default(),
@@ -1491,6 +1511,8 @@ impl HttpConn {
             connect: info.connect,
             tunnel_after,
             head_bytes,
+            expects_continue: false,
+            refused: false,
         }));
         match fr {
             Framing::None => self.finish(cfg, d, Some(ts_end), false, out, stats),
@@ -1527,6 +1549,8 @@ impl HttpConn {
             connect: false,
             tunnel_after: false,
             head_bytes: 0,
+            expects_continue: false,
+            refused: false,
         }));
         side.state = State::Body(BodyState::Close);
     }
@@ -1548,6 +1572,23 @@ impl HttpConn {
         out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) -> Step {
+        if let Some(m) = self.sides[d].cur.as_deref_mut() {
+            if m.expects_continue && !input.is_empty() {
+                if m.refused {
+                    match scan_request_line(input, false) {
+                        Scan::Yes(ReqLine::Http1 { .. }) => {
+                            flag(&mut m.anomalies, Anomaly::BodyNotSent, stats);
+                            self.finish(cfg, d, None, false, out, stats);
+                            return Step::Progress(0);
+                        }
+                        Scan::NeedMore if input.len() < cfg.head_cap() => return Step::NeedMore,
+                        _ => {}
+                    }
+                }
+                // The body is on its way after all.
+                m.expects_continue = false;
+            }
+        }
         match b {
             BodyState::Length(rem) => {
                 let n = rem.min(input.len() as u64) as usize;

@@ -58,6 +58,12 @@
 //! - **Content-Length**: with differing values the first is used
 //!   ([`Anomaly::ConflictingContentLength`]); with Transfer-Encoding too, chunked wins
 //!   ([`Anomaly::AmbiguousFraming`]).
+//! - **A refused `Expect: 100-continue`**: when the server gives a final response before any
+//!   byte of the announced body and the client's next bytes are a request line, the client
+//!   went on without the body (RFC 9110 §10.1.1): the request ends with an empty body
+//!   ([`Anomaly::BodyNotSent`]) and the line starts the next request. Without the
+//!   expectation, or once it is accepted or a body byte came, the announced body is the
+//!   body, whatever it looks like.
 //! - **Orphan responses**: a response without a request is held (at most `max_pending`) and
 //!   paired with the next request parsed; those left at close are counted
 //!   (`orphan_responses`) and dropped, since a response alone is not a call. On a connection

@@ -117,6 +117,9 @@ counters! {
     decompression_bombs,
     /// Bodies with more stacked encodings than `max_encoding_layers`.
     too_many_encodings,
+    /// Request bodies never sent: the server refused `Expect: 100-continue` and the client
+    /// went on with its next request.
+    bodies_not_sent,
 }
 
 impl HttpStats {
@@ -138,6 +141,7 @@ impl HttpStats {
             Anomaly::InvalidChunk => &mut self.invalid_chunks,
             Anomaly::PendingOverflow => &mut self.pending_overflow,
             Anomaly::TooManyEncodings => &mut self.too_many_encodings,
+            Anomaly::BodyNotSent => &mut self.bodies_not_sent,
         };
         *c += 1;
     }

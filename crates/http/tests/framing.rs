@@ -100,6 +100,91 @@ fn expect_100_continue_and_several_interim_responses() {
 }
 
 #[test]
+fn a_refused_expectation_lets_the_next_request_through() {
+    // The server answers `Expect: 100-continue` with a final status before any body byte
+    // (RFC 9110 §10.1.1): the client may leave the body unsent and go on with its next
+    // request on the same connection. That request is not body.
+    let o = run(&[
+        c(req(
+            "PUT",
+            "/big",
+            &["Content-Length: 1000000", "Expect: 100-continue"],
+        )),
+        s(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n"),
+        c(req("GET", "/next", &[])),
+        s(resp(200, b"ok")),
+        c(req(
+            "POST",
+            "/chunked",
+            &["Transfer-Encoding: chunked", "eXpect: 100-Continue"],
+        )),
+        s(resp(401, b"who?")),
+        c(req("GET", "/last", &[])),
+        s(resp(200, b"")),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[
+            ("PUT", "/big", Some(417)),
+            ("GET", "/next", Some(200)),
+            ("POST", "/chunked", Some(401)),
+            ("GET", "/last", Some(200)),
+        ])
+    );
+    for i in [0, 2] {
+        let call = &o.calls[i];
+        assert_eq!(call.request.body.wire_bytes, 0);
+        assert_eq!(call.anomalies, anomalies(&[Anomaly::BodyNotSent]));
+    }
+    assert!(o.calls[1].anomalies.is_empty());
+    assert_eq!(o.stats.bodies_not_sent, 2);
+}
+
+#[test]
+fn a_body_sent_after_a_refused_expectation_is_still_the_body() {
+    // The client may also send the body anyway; then it is the body, whatever follows.
+    let o = run(&[
+        c(req(
+            "POST",
+            "/up",
+            &["Content-Length: 7", "Expect: 100-continue"],
+        )),
+        s(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n"),
+        c(b"{\"a\":1}"),
+        c(req("GET", "/next", &[])),
+        s(resp(200, b"")),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("POST", "/up", Some(417)), ("GET", "/next", Some(200))])
+    );
+    assert_eq!(o.calls[0].request.body.prefix, b"{\"a\":1}");
+    assert!(o.calls[0].anomalies.is_empty());
+    assert_eq!(o.stats.bodies_not_sent, 0);
+}
+
+#[test]
+fn without_a_refusal_a_request_line_in_the_body_stays_body() {
+    // No `Expect`, or an expectation the server accepted: the announced body is the body.
+    let inner = req("GET", "/looks-like-a-request", &[]);
+    let len = format!("Content-Length: {}", inner.len());
+    let o = run(&[
+        c(req("POST", "/a", &[&len])),
+        s(resp(400, b"")),
+        c(inner.clone()),
+        c(req("POST", "/b", &[&len, "Expect: 100-continue"])),
+        s(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        c(inner.clone()),
+        s(resp(200, b"")),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("POST", "/a", Some(400)), ("POST", "/b", Some(200))])
+    );
+    assert_eq!(o.stats.bodies_not_sent, 0);
+}
+
+#[test]
 fn early_final_response_waits_for_request_body() {
     // The server answers before the client finished its body (e.g. 413); the call is
     // complete only when both are.
