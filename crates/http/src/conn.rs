@@ -86,6 +86,9 @@ const KEEP_BUF_CAPACITY: usize = 4096;
 /// safety net; every state change is meant to lead to consumption).
 const MAX_STALLS: u32 = 16;
 
+/// Rounds of re-processing kicked sides after one input (a safety net, as `MAX_STALLS`).
+const MAX_KICK_ROUNDS: u32 = 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
     /// Expecting a chunk-size line.
@@ -286,6 +289,9 @@ struct Side {
     socks_done: bool,
     /// This direction's start was checked for a PROXY protocol header.
     proxy_done: bool,
+    /// Response side: a complete response head is held in `buf` until the request it
+    /// answers is parsed (see `wait_for_request`).
+    await_request: bool,
 }
 
 impl Side {
@@ -303,6 +309,7 @@ impl Side {
             claim: None,
             socks_done: false,
             proxy_done: false,
+            await_request: false,
         }
     }
 
@@ -365,6 +372,8 @@ pub struct HttpConn {
     next_id: u64,
     next_seq: u64,
     undecided_skipped: u64,
+    /// Nothing waits for more input: `on_close` is running, or a gap is about to be taken.
+    no_wait: bool,
 }
 
 impl std::fmt::Debug for HttpConn {
@@ -416,6 +425,7 @@ impl HttpConn {
             next_id: 0,
             next_seq: 0,
             undecided_skipped: 0,
+            no_wait: false,
         }
     }
 
@@ -437,11 +447,39 @@ impl HttpConn {
             // The server answers: a bare HTTP/0.9 request line is complete.
             self.flush_09(cfg, 1 - d, out, stats);
         }
-        self.feed(cfg, d, ts, data, false, out, stats);
-        for o in 0..2 {
-            if self.sides[o].kick {
-                self.sides[o].kick = false;
-                self.feed(cfg, o, ts, &[], true, out, stats);
+        // A step that changes the other side's state stops the feed there, so the other side
+        // goes on first, at the same point of this stream however its bytes were split.
+        let mut rest = data;
+        loop {
+            let left = self.feed(cfg, d, ts, rest, false, out, stats);
+            self.run_kicks(cfg, ts, out, stats);
+            if left == 0 || !self.live() {
+                break;
+            }
+            rest = &rest[rest.len() - left..];
+        }
+    }
+
+    /// Processes again the buffers of sides whose state changed from outside.
+    fn run_kicks(
+        &mut self,
+        cfg: &HttpConfig,
+        ts: Timestamp,
+        out: &mut dyn CallSink,
+        stats: &mut HttpStats,
+    ) {
+        // Each kick is a one-way state change (a held response released, a refused CONNECT);
+        // a side can kick the other back only after consuming bytes, so few rounds end it.
+        for _ in 0..MAX_KICK_ROUNDS {
+            let mut kicked = false;
+            for o in 0..2 {
+                if mem::take(&mut self.sides[o].kick) {
+                    kicked = true;
+                    self.feed(cfg, o, ts, &[], true, out, stats);
+                }
+            }
+            if !kicked {
+                break;
             }
         }
     }
@@ -463,6 +501,7 @@ impl HttpConn {
         stats.gaps += 1;
         stats.gap_bytes = stats.gap_bytes.saturating_add(len);
         self.flush_09(cfg, d, out, stats);
+        self.flush_waiting(cfg, d, ts, out, stats);
         let kind = self.kind(d);
         let side = &mut self.sides[d];
         let buffered = side.buf.len();
@@ -524,6 +563,9 @@ impl HttpConn {
                 Kind::Unknown => {}
             }
         }
+        // A response held for its request goes on as soon as the gap decided for it, not
+        // whenever the next bytes come (which would depend on how they are split).
+        self.run_kicks(cfg, ts, out, stats);
     }
 
     /// A gap dated `gap_at` (by the server's acknowledgment of its end) cost the request side
@@ -544,6 +586,7 @@ impl HttpConn {
         self.queued_bytes = self.queued_bytes.saturating_sub(freed);
         stats.responses_to_lost_requests += (before - self.held.len()) as u64;
         self.req_lost_at = Some(gap_at);
+        self.release_waiting_response();
     }
 
     /// The connection ended. Close-delimited bodies end here; bodies still expecting bytes
@@ -552,7 +595,7 @@ impl HttpConn {
     pub fn on_close(
         &mut self,
         cfg: &HttpConfig,
-        _ts: Timestamp,
+        ts: Timestamp,
         out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) {
@@ -566,6 +609,11 @@ impl HttpConn {
         for d in 0..2 {
             self.flush_09(cfg, d, out, stats);
         }
+        // Responses held for their requests go on: none will come now.
+        for d in 0..2 {
+            self.flush_waiting(cfg, d, ts, out, stats);
+        }
+        self.no_wait = true;
         let order = match self.req_dir {
             Some(r) => [r.index(), 1 - r.index()],
             None => [0, 1],
@@ -677,6 +725,8 @@ impl HttpConn {
     }
 
     /// Feeds bytes to one direction (with `kick`, re-processes its buffer without input).
+    /// Returns how many bytes of `data` it left unread because a step kicked the other side
+    /// (see `on_data`).
     #[allow(clippy::too_many_arguments)] // the public entry points' arguments plus the side
     fn feed(
         &mut self,
@@ -687,7 +737,7 @@ impl HttpConn {
         mut kick: bool,
         out: &mut dyn CallSink,
         stats: &mut HttpStats,
-    ) {
+    ) -> usize {
         let cap = cfg.head_cap();
         let mut input = data;
         let mut stalls = 0u32;
@@ -705,6 +755,9 @@ impl HttpConn {
                             n
                         };
                         input = input.get(n..).unwrap_or_default();
+                        if self.sides[1 - d].kick {
+                            return self.yield_to_other(d, input);
+                        }
                     }
                     Step::NeedMore => {
                         if input.len() >= cap {
@@ -747,6 +800,9 @@ impl HttpConn {
                             self.sides[d].buf_ts.drain(n);
                         }
                         self.restore_buf(d, buf);
+                        if self.sides[1 - d].kick {
+                            return self.yield_to_other(d, input);
+                        }
                     }
                     Step::NeedMore => {
                         input = input.get(take..).unwrap_or_default();
@@ -767,6 +823,16 @@ impl HttpConn {
                 }
             }
         }
+        0
+    }
+
+    /// A step of side `d` kicked the other side: `d` stops here, leaving `input` unread
+    /// (its caller feeds it again) and its buffer to be processed again.
+    fn yield_to_other(&mut self, d: usize, input: &[u8]) -> usize {
+        if input.is_empty() && !self.sides[d].buf.is_empty() {
+            self.sides[d].kick = true;
+        }
+        input.len()
     }
 
     fn stalled(&self, stalls: &mut u32) -> bool {
@@ -1093,6 +1159,59 @@ impl HttpConn {
             .iter()
             .find(|t| matches!(t.slot, Slot::Waiting))
             .map(|t| (t.id, t.info))
+    }
+
+    /// A complete response head with no request waiting for it (`len` bytes buffered from
+    /// its start, at `ts`): whether to hold it until the request it answers is parsed. The
+    /// capture layer hands each direction over as its packets come, so a response can come
+    /// first when the two directions were captured out of order; and its framing depends on
+    /// the request (a HEAD's response has no body, whatever its Content-Length says). It
+    /// waits only when it may have a body, within `max_head_bytes` buffered, and not when no
+    /// request will come: a response from before a mid-stream capture began, one to a
+    /// request lost in a gap, or at close.
+    fn wait_for_request(
+        &self,
+        cfg: &HttpConfig,
+        head: &RespHead,
+        len: usize,
+        ts: Timestamp,
+    ) -> bool {
+        let bodiless = matches!(head.status, 204 | 304)
+            || head
+                .headers
+                .get("content-length")
+                .is_some_and(|v| v.trim_ascii() == b"0")
+                && head.headers.get("transfer-encoding").is_none();
+        let before_capture = self.mid_stream && self.next_seq == 0 && self.request_side_idle();
+        let lost = self.req_lost_at.is_some_and(|g| ts >= g);
+        !bodiless && !before_capture && !lost && !self.no_wait && len < cfg.head_cap()
+    }
+
+    /// A response of side `d` held for its request goes on now, without it (the connection
+    /// ends, or a gap would cut the bytes held).
+    fn flush_waiting(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        ts: Timestamp,
+        out: &mut dyn CallSink,
+        stats: &mut HttpStats,
+    ) {
+        if mem::take(&mut self.sides[d].await_request) {
+            self.no_wait = true;
+            self.feed(cfg, d, ts, &[], true, out, stats);
+            self.no_wait = false;
+        }
+    }
+
+    /// A request (or a placeholder for one) was added: a response held for it goes on.
+    fn release_waiting_response(&mut self) {
+        for side in &mut self.sides {
+            if side.await_request {
+                side.await_request = false;
+                side.kick = true;
+            }
+        }
     }
 
     /// Asks the sink whether to keep the bodies of the call `head` starts (counted in
@@ -1466,6 +1585,10 @@ impl HttpConn {
             self.skip_lost_responses(g, stats);
         }
         let expected = self.expected_request();
+        if expected.is_none() && self.wait_for_request(cfg, &head, input.len(), ts) {
+            self.sides[d].await_request = true;
+            return Step::NeedMore;
+        }
         let mut anomalies = mem::take(&mut self.sides[d].carry);
         if lenient {
             flag(&mut anomalies, Anomaly::NonConformingHead, stats);
@@ -1955,6 +2078,7 @@ impl HttpConn {
         if real {
             self.req_lost_at = None;
         }
+        self.release_waiting_response();
         let mut t = Txn {
             id,
             seq,

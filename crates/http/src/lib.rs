@@ -27,7 +27,14 @@
 //! encoded is not inflated, its length being read from the gzip trailer.
 //!
 //! Requests are paired with responses first-in first-out, which covers pipelining; a
-//! response that arrives before its request (a hole in the request direction) waits for it.
+//! response that arrives before its request (a hole in the request direction, or the two
+//! directions captured out of order) waits for it: a complete one is held, and one that
+//! may have a body is not framed until its request says how (a HEAD's response has none),
+//! within `max_head_bytes` of buffered bytes and unless no request can come (a response from
+//! before a mid-stream capture, one to a request lost in a gap, a gap, the end). When one
+//! direction's message changes the other's state (a held response released, a refused
+//! CONNECT), that direction goes on first, so the outcome never depends on how the bytes
+//! were split into packets.
 //! Gaps are normal input: a gap inside a Content-Length body is accounted for and parsing
 //! goes on at the message boundary; elsewhere the message ends truncated and the parser
 //! scans for the next plausible message start, at any byte (what is left of a message a gap

@@ -113,6 +113,68 @@ fn response_before_request_is_held_and_paired() {
 }
 
 #[test]
+fn a_head_response_before_its_request_has_no_body() {
+    // The directions were captured out of order: the response to a HEAD came first. Its
+    // Content-Length describes the resource, not a body, so it must wait for the request
+    // before its framing is known; otherwise the next response becomes its "body".
+    let o = run(&[
+        s(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"),
+        c(req("HEAD", "/h", &["Host: h"])),
+        s(resp(201, b"next")),
+        c(req("GET", "/n", &["Host: h"])),
+        s(resp(200, b"last")),
+        c(req("GET", "/l", &["Host: h"])),
+        close(),
+    ]);
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[
+            ("HEAD", "/h", Some(200)),
+            ("GET", "/n", Some(201)),
+            ("GET", "/l", Some(200))
+        ])
+    );
+    let bodies: Vec<_> = o
+        .calls
+        .iter()
+        .map(|c| c.response.as_ref().unwrap().body.prefix.clone())
+        .collect();
+    assert_eq!(bodies, [&b""[..], b"next", b"last"]);
+    assert_eq!(o.stats.orphan_responses, 0);
+}
+
+#[test]
+fn a_response_held_for_its_request_is_an_orphan_when_none_comes() {
+    // Held for a request that never comes: at close it is parsed and counted, as before.
+    let o = run(&[s(resp(200, b"a")), s(resp(200, b"b")), close()]);
+    assert!(o.calls.is_empty());
+    assert_eq!(o.stats.orphan_responses, 2);
+    assert_eq!(o.stats.heads_lost_to_close, 0);
+    // And it does not wait past `max_head_bytes`: a long body goes through as a body.
+    let cfg = HttpConfig {
+        max_head_bytes: 1024,
+        ..HttpConfig::default()
+    };
+    let big = vec![b'x'; 5000];
+    let o = run_cfg(
+        &cfg,
+        true,
+        &[
+            s(resp(200, &big)),
+            c(req("GET", "/late", &[])),
+            s(resp(202, b"")),
+            c(req("GET", "/next", &[])),
+            close(),
+        ],
+    );
+    assert_eq!(
+        summary(&o.calls),
+        sum(&[("GET", "/late", Some(200)), ("GET", "/next", Some(202))])
+    );
+    assert_eq!(o.calls[0].response.as_ref().unwrap().body.bytes, 5000);
+}
+
+#[test]
 fn unanswered_requests_and_orphan_responses_at_close() {
     let o = run(&[
         c(cat(&[&req("GET", "/x", &[]), &req("GET", "/y", &[])])),
