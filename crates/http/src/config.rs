@@ -39,6 +39,11 @@ pub struct HttpConfig {
     /// parser gives up (counter `non_http_connections`) once resynchronisation has skipped
     /// this many bytes without finding a message.
     pub undecided_scan_bytes: u64,
+    /// A response whose request has not been parsed yet (the two directions captured out of
+    /// order) is not framed until it is, since the request decides (a HEAD's response has
+    /// no body); it waits while at most this many bytes follow its head, then is framed on
+    /// its own (counter `responses_framed_alone`). 0: never wait.
+    pub max_response_wait_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -53,6 +58,7 @@ impl Default for HttpConfig {
             max_encoding_layers: 4,
             max_interim_responses: 16,
             undecided_scan_bytes: 1024 * 1024,
+            max_response_wait_bytes: 16 * 1024,
         }
     }
 }

@@ -126,6 +126,15 @@ enum State {
     Socks(socks::Stage),
 }
 
+/// Whether a response waits for its request (see `HttpConn::wait_for_request`).
+enum Wait {
+    Yes,
+    /// It need not: its framing does not depend on a request, or none will come.
+    Needless,
+    /// It waited long enough, or cannot wait longer.
+    GaveUp,
+}
+
 enum Step {
     /// Consumed this many bytes (possibly 0 when the state changed).
     Progress(usize),
@@ -1161,21 +1170,23 @@ impl HttpConn {
             .map(|t| (t.id, t.info))
     }
 
-    /// A complete response head with no request waiting for it (`len` bytes buffered from
-    /// its start, at `ts`): whether to hold it until the request it answers is parsed. The
-    /// capture layer hands each direction over as its packets come, so a response can come
-    /// first when the two directions were captured out of order; and its framing depends on
-    /// the request (a HEAD's response has no body, whatever its Content-Length says). It
-    /// waits only when it may have a body, within `max_head_bytes` buffered, and not when no
-    /// request will come: a response from before a mid-stream capture began, one to a
-    /// request lost in a gap, or at close.
+    /// A complete response head (`head_len` bytes of the `len` buffered) with no request
+    /// waiting for it, at `ts`: whether to hold it until the request it answers is parsed.
+    /// The capture layer hands each direction over as its packets come, so a response can
+    /// come first when the two directions were captured out of order; and its framing
+    /// depends on the request (a HEAD's response has no body, whatever its Content-Length
+    /// says). It waits only when it may have a body, while at most `max_response_wait_bytes`
+    /// follow its head (and within `max_head_bytes`), and not when no request will come: a
+    /// response from before a mid-stream capture began, one to a request lost in a gap, or
+    /// when a gap or the end came (`no_wait`).
     fn wait_for_request(
         &self,
         cfg: &HttpConfig,
         head: &RespHead,
+        head_len: usize,
         len: usize,
         ts: Timestamp,
-    ) -> bool {
+    ) -> Wait {
         let bodiless = matches!(head.status, 204 | 304)
             || head
                 .headers
@@ -1184,7 +1195,16 @@ impl HttpConn {
                 && head.headers.get("transfer-encoding").is_none();
         let before_capture = self.mid_stream && self.next_seq == 0 && self.request_side_idle();
         let lost = self.req_lost_at.is_some_and(|g| ts >= g);
-        !bodiless && !before_capture && !lost && !self.no_wait && len < cfg.head_cap()
+        if bodiless || before_capture || lost {
+            Wait::Needless
+        } else if self.no_wait
+            || len - head_len > cfg.max_response_wait_bytes
+            || len >= cfg.head_cap()
+        {
+            Wait::GaveUp
+        } else {
+            Wait::Yes
+        }
     }
 
     /// A response of side `d` held for its request goes on now, without it (the connection
@@ -1585,9 +1605,15 @@ impl HttpConn {
             self.skip_lost_responses(g, stats);
         }
         let expected = self.expected_request();
-        if expected.is_none() && self.wait_for_request(cfg, &head, input.len(), ts) {
-            self.sides[d].await_request = true;
-            return Step::NeedMore;
+        if expected.is_none() {
+            match self.wait_for_request(cfg, &head, end, input.len(), ts) {
+                Wait::Yes => {
+                    self.sides[d].await_request = true;
+                    return Step::NeedMore;
+                }
+                Wait::GaveUp => stats.responses_framed_alone += 1,
+                Wait::Needless => {}
+            }
         }
         let mut anomalies = mem::take(&mut self.sides[d].carry);
         if lenient {

@@ -30,8 +30,9 @@
 //! response that arrives before its request (a hole in the request direction, or the two
 //! directions captured out of order) waits for it: a complete one is held, and one that
 //! may have a body is not framed until its request says how (a HEAD's response has none),
-//! within `max_head_bytes` of buffered bytes and unless no request can come (a response from
-//! before a mid-stream capture, one to a request lost in a gap, a gap, the end). When one
+//! while at most `max_response_wait_bytes` follow its head and unless no request can come
+//! (a response from before a mid-stream capture, one to a request lost in a gap, a gap, the
+//! end); then it is framed on its own (`responses_framed_alone`). When one
 //! direction's message changes the other's state (a held response released, a refused
 //! CONNECT), that direction goes on first, so the outcome never depends on how the bytes
 //! were split into packets.

@@ -45,6 +45,10 @@ counters! {
     orphan_responses,
     /// Responses that answered a request whose head had been dropped (no call for either).
     responses_to_dropped_requests,
+    /// Responses framed before their request was parsed: the request had not come within
+    /// `max_response_wait_bytes` of the response (or a gap or the end came first), so a
+    /// HEAD's response may have taken bytes as its body.
+    responses_framed_alone,
     /// Responses to requests lost whole in a gap (they came after the client's missing bytes
     /// were acknowledged, with no request waiting): no call, and the next request is not
     /// paired with them.

@@ -141,6 +141,7 @@ fn a_head_response_before_its_request_has_no_body() {
         .collect();
     assert_eq!(bodies, [&b""[..], b"next", b"last"]);
     assert_eq!(o.stats.orphan_responses, 0);
+    assert_eq!(o.stats.responses_framed_alone, 0);
 }
 
 #[test]
@@ -150,9 +151,11 @@ fn a_response_held_for_its_request_is_an_orphan_when_none_comes() {
     assert!(o.calls.is_empty());
     assert_eq!(o.stats.orphan_responses, 2);
     assert_eq!(o.stats.heads_lost_to_close, 0);
-    // And it does not wait past `max_head_bytes`: a long body goes through as a body.
+    assert_eq!(o.stats.responses_framed_alone, 2);
+    // And it does not wait past `max_response_wait_bytes`: a long body goes through as a
+    // body.
     let cfg = HttpConfig {
-        max_head_bytes: 1024,
+        max_response_wait_bytes: 100,
         ..HttpConfig::default()
     };
     let big = vec![b'x'; 5000];
@@ -172,6 +175,7 @@ fn a_response_held_for_its_request_is_an_orphan_when_none_comes() {
         sum(&[("GET", "/late", Some(200)), ("GET", "/next", Some(202))])
     );
     assert_eq!(o.calls[0].response.as_ref().unwrap().body.bytes, 5000);
+    assert_eq!(o.stats.responses_framed_alone, 1);
 }
 
 #[test]

@@ -75,6 +75,7 @@ pub struct HttpSection {
     pub max_encoding_layers: usize,
     pub max_interim_responses: usize,
     pub undecided_scan_bytes: u64,
+    pub max_response_wait_bytes: usize,
 }
 
 impl Default for HttpSection {
@@ -90,6 +91,7 @@ impl Default for HttpSection {
             max_encoding_layers: d.max_encoding_layers,
             max_interim_responses: d.max_interim_responses,
             undecided_scan_bytes: d.undecided_scan_bytes,
+            max_response_wait_bytes: d.max_response_wait_bytes,
         }
     }
 }
@@ -228,6 +230,7 @@ impl Config {
             max_encoding_layers: h.max_encoding_layers,
             max_interim_responses: h.max_interim_responses,
             undecided_scan_bytes: h.undecided_scan_bytes,
+            max_response_wait_bytes: h.max_response_wait_bytes,
         }
     }
 
