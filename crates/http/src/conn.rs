@@ -1193,9 +1193,7 @@ impl HttpConn {
                 .get("content-length")
                 .is_some_and(|v| v.trim_ascii() == b"0")
                 && head.headers.get("transfer-encoding").is_none();
-        let before_capture = self.mid_stream && self.next_seq == 0 && self.request_side_idle();
-        let lost = self.req_lost_at.is_some_and(|g| ts >= g);
-        if bodiless || before_capture || lost {
+        if bodiless || self.answers_before_capture() || self.answers_lost_request(ts) {
             Wait::Needless
         } else if self.no_wait
             || len - head_len > cfg.max_response_wait_bytes
@@ -1710,6 +1708,36 @@ impl HttpConn {
         }
     }
 
+    /// Before the first byte of a request body announced with `Expect: 100-continue`: when
+    /// the expectation was refused and `input` starts a request line, the body was never
+    /// sent, and the request ends here (the step to return). Else the body is on its way.
+    fn unsent_body(
+        &mut self,
+        cfg: &HttpConfig,
+        d: usize,
+        input: &[u8],
+        out: &mut dyn CallSink,
+        stats: &mut HttpStats,
+    ) -> Option<Step> {
+        let m = self.sides[d].cur.as_deref_mut()?;
+        if !m.expects_continue || input.is_empty() {
+            return None;
+        }
+        if m.refused {
+            match scan_request_line(input, false) {
+                Scan::Yes(ReqLine::Http1 { .. }) => {
+                    flag(&mut m.anomalies, Anomaly::BodyNotSent, stats);
+                    self.finish(cfg, d, None, false, out, stats);
+                    return Some(Step::Progress(0));
+                }
+                Scan::NeedMore if input.len() < cfg.head_cap() => return Some(Step::NeedMore),
+                _ => {}
+            }
+        }
+        m.expects_continue = false;
+        None
+    }
+
     #[allow(clippy::too_many_arguments)] // the body's state, plus the usual context
     fn step_body(
         &mut self,
@@ -1721,22 +1749,8 @@ impl HttpConn {
         out: &mut dyn CallSink,
         stats: &mut HttpStats,
     ) -> Step {
-        if let Some(m) = self.sides[d].cur.as_deref_mut() {
-            if m.expects_continue && !input.is_empty() {
-                if m.refused {
-                    match scan_request_line(input, false) {
-                        Scan::Yes(ReqLine::Http1 { .. }) => {
-                            flag(&mut m.anomalies, Anomaly::BodyNotSent, stats);
-                            self.finish(cfg, d, None, false, out, stats);
-                            return Step::Progress(0);
-                        }
-                        Scan::NeedMore if input.len() < cfg.head_cap() => return Step::NeedMore,
-                        _ => {}
-                    }
-                }
-                // The body is on its way after all.
-                m.expects_continue = false;
-            }
+        if let Some(step) = self.unsent_body(cfg, d, input, out, stats) {
+            return step;
         }
         match b {
             BodyState::Length(rem) => {
@@ -1985,7 +1999,8 @@ impl HttpConn {
         stats: &mut HttpStats,
     ) {
         let size = resp.heap_size();
-        let before_capture = self.mid_stream && self.next_seq == 0 && self.request_side_idle();
+        let before_capture = self.answers_before_capture();
+        let to_lost_request = self.answers_lost_request(resp.ts);
         let target = match claim {
             Some(id) => self.pending.iter_mut().find(|t| t.id == id),
             None if self.held.is_empty() => self
@@ -2010,7 +2025,7 @@ impl HttpConn {
                 // request from before the capture began, which can never be paired.
                 stats.orphan_responses += 1;
             }
-            None if self.req_lost_at.is_some_and(|g| resp.ts >= g) => {
+            None if to_lost_request => {
                 // It answers a request lost in a gap (see `lose_requests`).
                 stats.responses_to_lost_requests += 1;
             }
@@ -2052,6 +2067,18 @@ impl HttpConn {
     }
 
     /// No request byte has been seen on the request side (or the roles are not known yet).
+    /// A response with no request to answer, now: picked up mid-stream and the client has
+    /// sent nothing yet, so it answers a request from before the capture began.
+    fn answers_before_capture(&self) -> bool {
+        self.mid_stream && self.next_seq == 0 && self.request_side_idle()
+    }
+
+    /// A response at `ts` with no request to answer came after a gap cost the request side
+    /// a message boundary: it answers a request lost in it (see `lose_requests`).
+    fn answers_lost_request(&self, ts: Timestamp) -> bool {
+        self.req_lost_at.is_some_and(|g| ts >= g)
+    }
+
     fn request_side_idle(&self) -> bool {
         self.req_dir.is_none_or(|d| {
             let side = &self.sides[d.index()];
