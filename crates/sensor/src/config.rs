@@ -372,9 +372,8 @@ fn section<T: DeserializeOwned + Default>(
                 let mut one = toml::Table::new();
                 one.insert(k.clone(), v);
                 if let Err(e) = toml::Value::Table(one).try_into::<T>() {
-                    let msg = e.to_string();
-                    let msg = msg.lines().last().unwrap_or(&msg).trim().to_owned();
-                    errors.push(format!("[{name}] {k}: {msg}"));
+                    // The message alone: the key's path is already in front.
+                    errors.push(format!("[{name}] {k}: {}", e.message().trim()));
                 }
             }
         }
@@ -574,6 +573,21 @@ mod tests {
         assert!(all.contains("[reassembly] overlap_policy"), "{all}");
         assert!(all.contains("`nope`"), "{all}");
         assert!(errs.len() >= 4, "{all}");
+    }
+
+    #[test]
+    fn a_wrong_value_says_what_was_expected() {
+        let errs =
+            parse("[output]\nreader = \"fast\"\n[capture.live]\nsnaplen = \"x\"\n").unwrap_err();
+        let all = errs.join("\n");
+        assert!(
+            all.contains("[output] reader: unknown variant `fast`, expected one of `auto`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("[capture.live] snaplen: invalid type"),
+            "{all}"
+        );
     }
 
     #[test]
